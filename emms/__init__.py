@@ -1,0 +1,41 @@
+"""EMMS: Foundation Model is Efficient Multimodal Multitask Model Selector (NeurIPS 2023).
+
+Arrays in, numbers out::
+
+    import emms
+    result = emms.emms(features, label_embeddings)      # (N, D), (N, L, K)
+    result.score, result.weights                        # float, (K,) on the simplex
+    emms.logme(features, labels)                        # classification LogME
+    emms.logme_flabel(features, label_embeddings)       # LogME on the F-labels
+    emms.weighted_tau(scores, truth)                    # the paper's evaluation
+"""
+
+from ._validation import HighDimensionWarning, InputError
+from .evaluation import (
+    Estimate,
+    evaluate_ranking,
+    kendall_tau,
+    pearson,
+    rel_at_k,
+    weighted_tau,
+)
+from .logme import logme, logme_evidence, logme_flabel
+from .selector import EMMSResult, emms
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EMMSResult",
+    "Estimate",
+    "HighDimensionWarning",
+    "InputError",
+    "emms",
+    "evaluate_ranking",
+    "kendall_tau",
+    "logme",
+    "logme_evidence",
+    "logme_flabel",
+    "pearson",
+    "rel_at_k",
+    "weighted_tau",
+]

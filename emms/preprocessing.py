@@ -1,0 +1,129 @@
+"""Column standardisation and the shaping of label embeddings (DESIGN.md §2).
+
+The authors' release z-scores every column of the features and of each F-label with the
+population standard deviation and adds 1e-8 to it; :func:`standardize` does the same,
+into a fresh array (the input is never written), for NumPy arrays and torch tensors.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+from ._validation import InputError, _as_real_array, _check_finite
+
+__all__ = ["EPS", "standardize", "as_label_embedding_stack", "reduce_width"]
+
+#: Added to the population standard deviation, as in the authors' release.
+EPS = 1e-8
+
+
+def standardize(x, eps: float = EPS):
+    """Column z-scores ``(x - mean) / (std + eps)`` with the population std.
+
+    Args:
+        x: (N, D) ndarray or torch tensor.
+
+    Returns:
+        A new array (same type, dtype and device) of shape (N, D).
+    """
+    n = x.shape[0]
+    if isinstance(x, np.ndarray):
+        mean = x.mean(axis=0, dtype=np.float64).astype(x.dtype)
+        out = np.subtract(x, mean)
+        std = np.sqrt(np.einsum("ij,ij->j", out, out) / n)
+        out /= std + x.dtype.type(eps)
+        return out
+    out = x - x.mean(dim=0)
+    std = (out * out).sum(dim=0).div_(n).sqrt_()
+    return out.div_(std + eps)
+
+
+def reduce_width(z: np.ndarray, width: int) -> np.ndarray:
+    """Reduce (N, L) to (N, width) by PCA, deterministically.
+
+    The columns are centred, the top ``width`` principal components are kept (scores
+    ``U_m S_m`` of the thin SVD), and each component's sign is fixed so that its loading
+    vector's largest-magnitude entry is positive. SVD is unique up to these signs (for
+    distinct singular values), so the output depends on the data only.
+
+    Args:
+        z: (N, L) array with L >= width.
+
+    Returns:
+        (N, width) float64 array.
+    """
+    z = np.asarray(z, dtype=np.float64)
+    if width > z.shape[1]:
+        raise ValueError(f"cannot reduce width {z.shape[1]} to a larger width {width}.")
+    centred = z - z.mean(axis=0)
+    u, s, vt = np.linalg.svd(centred, full_matrices=False)
+    u, s, vt = u[:, :width], s[:width], vt[:width]
+    signs = np.sign(vt[np.arange(width), np.abs(vt).argmax(axis=1)])
+    signs[signs == 0] = 1.0
+    return u * (s * signs)
+
+
+def as_label_embedding_stack(
+    label_embeddings, n_samples: int, *, name: str = "label_embeddings"
+) -> list[np.ndarray]:
+    """Validate F-labels and return them as a list of K arrays of shape (N, L).
+
+    Accepted forms:
+      * an (N, L, K) array: K foundation models, one common width L (the release's layout);
+      * an (N, L) array: K = 1;
+      * a sequence of K arrays of shapes (N, L_k). Unequal widths are reduced to the
+        smallest, L = min_k L_k, by :func:`reduce_width` (deterministic PCA), so that the
+        K embeddings can be mixed entry by entry.
+
+    The returned arrays are views of the input where no reduction was needed: callers must
+    not write into them.
+    """
+    if isinstance(label_embeddings, Sequence) and not isinstance(label_embeddings, str):
+        blocks = [
+            _as_real_array(block, f"{name}[{k}]") for k, block in enumerate(label_embeddings)
+        ]
+        if not blocks:
+            raise InputError(f"{name} is an empty sequence; pass K >= 1 arrays of shape (N, L).")
+    else:
+        array = _as_real_array(label_embeddings, name)
+        if array.ndim == 2:
+            blocks = [array]
+        elif array.ndim == 3:
+            blocks = [array[:, :, k] for k in range(array.shape[2])]
+        else:
+            raise InputError(
+                f"{name} must be (N, L, K), (N, L) or a list of K (N, L_k) arrays; got "
+                f"shape {array.shape}."
+            )
+    for k, block in enumerate(blocks):
+        label = f"{name}[{k}]" if len(blocks) > 1 else name
+        if block.ndim != 2:
+            raise InputError(f"{label} must be 2-D (N, L), got shape {block.shape}.")
+        if block.shape[0] != n_samples:
+            raise InputError(
+                f"{label} has {block.shape[0]} rows but the features have N={n_samples}; "
+                "embed the label of every feature row, in the same order."
+            )
+        if block.shape[1] < 1:
+            raise InputError(f"{label} has no columns.")
+        _check_finite(block, label)
+        if np.ptp(block, axis=0).max() == 0:
+            raise InputError(
+                f"{label} is the same for every sample (one distinct label text?); "
+                "transferability needs at least 2 distinct labels."
+            )
+    widths = {block.shape[1] for block in blocks}
+    if len(widths) > 1:
+        width = min(widths)
+        warnings.warn(
+            f"{name} have unequal widths {sorted(widths)}; each is reduced to L={width} "
+            "by PCA (emms.preprocessing.reduce_width).",
+            stacklevel=3,
+        )
+        blocks = [
+            block if block.shape[1] == width else reduce_width(block, width) for block in blocks
+        ]
+    return blocks

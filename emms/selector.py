@@ -1,0 +1,270 @@
+"""EMMS: the Efficient Multimodal Multitask model Selector (Meng et al., NeurIPS 2023, §3).
+
+Model (paper §3.2). Features X (N x D) of one pre-trained model, K noisy label embeddings
+("F-labels") Z_1..Z_K (N x L each) from K foundation models. The true label embedding is
+z = W^T x + noise and every F-label is z plus its own noise; maximum likelihood gives the
+weighted least-squares problem
+
+    min over W (D x L), t in simplex_K:   f(W, t) = ||X W - sum_k t_k Z_k||_F^2 / (N L)
+
+and the transferability score is -f(W*, t*) (higher is better). With ``ridge = r > 0`` a
+penalty r N ||W||_F^2 is added inside the norm term (r is relative to the unit diagonal of
+the correlation matrix X^T X / N of standardised features).
+
+Three solvers, one objective:
+
+``exact`` (default)
+    f is jointly convex and the W-step has a closed form, so the problem collapses to a
+    K x K quadratic. With A = X^T X + r N I, B_k = X^T Z_k and
+    G_kl = (<Z_k, Z_l> - <B_k, A^-1 B_l>) / (N L)  (the Gram of the residuals
+    R_k = (I - P) Z_k for r = 0), f* = min over the simplex of t^T G t, solved exactly by
+    :func:`emms.simplex.simplex_qp`. Cost: one product X^T [X, Z] (N D (D + L K)), one
+    Cholesky factor (D^3 / 3) and one triangular solve (D^2 L K).
+``paper``
+    The alternating minimisation of the paper's Algorithm 1, run until the objective stops
+    decreasing (relative decrease <= ``tol``). W-step: least squares of X onto the current
+    target sum_k t_k Z_k (X is factorised once); t-step: least squares of the fit X W on
+    the K F-labels, constrained to the simplex and solved exactly. Each iteration costs
+    two N x D x L products. Converges to the same optimum as ``exact`` (paper, Thm. 1).
+``released``
+    The single pass of the authors' public code, kept for comparison: a W-step at uniform
+    t, then t = sparsemax of the *unconstrained* least-squares weights, and the residual
+    of the old W against the new target. The release returns -(SSE / N) * L, an operator
+    precedence slip for -SSE / (N L); here it is normalised like the other solvers.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+
+from ._validation import InputError, check_features, float_dtype, warn_if_high_dimensional
+from .preprocessing import as_label_embedding_stack
+from .preprocessing import standardize as zscore
+from .simplex import simplex_qp, sparsemax
+
+__all__ = ["EMMSResult", "emms", "SOLVERS"]
+
+SOLVERS = ("exact", "paper", "released")
+
+
+@dataclass(frozen=True)
+class EMMSResult:
+    """What :func:`emms` returns.
+
+    Attributes:
+        score: -objective; higher means more transferable.
+        weights: (K,) simplex weights t of the F-labels (non-negative, summing to 1).
+        objective: f(W, t) at the returned point, the mean squared residual per entry.
+        n_iter: alternations run (1 for ``exact``: one closed-form solve; 1 for
+            ``released``: its single pass).
+        converged: whether the optimum was certified (``exact``: always; ``paper``: the
+            relative decrease fell below ``tol``; ``released``: never checked, False).
+        solver: the solver used.
+    """
+
+    score: float
+    weights: np.ndarray
+    objective: float
+    n_iter: int
+    converged: bool
+    solver: str
+
+
+class _Backend:
+    """The few array operations the solvers need, on NumPy or on torch (any device)."""
+
+    def __init__(self, name: str, device, dtype: np.dtype):
+        if name not in ("numpy", "torch"):
+            raise InputError(f"backend={name!r} is not supported: use 'numpy' or 'torch'.")
+        self.name = name
+        self.dtype = dtype
+        if name == "torch":
+            import torch
+
+            self.torch = torch
+            self.device = torch.device(device or "cpu")
+            self.tdtype = torch.float32 if dtype == np.float32 else torch.float64
+        elif device not in (None, "cpu"):
+            raise InputError(f"device={device!r} needs backend='torch'.")
+
+    def put(self, array: np.ndarray):
+        """Copy-free where possible: the caller's array is never written."""
+        if self.name == "numpy":
+            return np.asarray(array, dtype=self.dtype)
+        return self.torch.as_tensor(np.asarray(array), device=self.device).to(self.tdtype)
+
+    def numpy64(self, value) -> np.ndarray:
+        if self.name == "numpy":
+            return np.asarray(value, dtype=np.float64)
+        return value.detach().to("cpu", self.torch.float64).numpy()
+
+    def dot(self, a, b) -> float:
+        """Frobenius inner product <a, b>."""
+        if self.name == "numpy":
+            return float(np.vdot(a, b))
+        return float((a * b).sum())
+
+
+class _GramFactor:
+    """A = X^T X + r N I, factorised once: Cholesky, or an eigen-pseudo-inverse when A is
+    singular (collinear features, D >= N), which keeps P the exact column-space projector."""
+
+    def __init__(self, gram: np.ndarray):
+        try:
+            self.lower = scipy.linalg.cholesky(gram, lower=True, check_finite=False)
+            self.kind = "cholesky"
+        except np.linalg.LinAlgError:
+            eigenvalues, eigenvectors = np.linalg.eigh(gram)
+            keep = eigenvalues > eigenvalues.max() * gram.shape[0] * np.finfo(np.float64).eps
+            self.eigenvalues = eigenvalues[keep]
+            self.eigenvectors = eigenvectors[:, keep]
+            self.kind = "eigh"
+
+    def whiten(self, b: np.ndarray) -> np.ndarray:
+        """M with M^T M = B^T A^+ B (B: D x C)."""
+        if self.kind == "cholesky":
+            return scipy.linalg.solve_triangular(self.lower, b, lower=True, check_finite=False)
+        return (self.eigenvectors.T @ b) / np.sqrt(self.eigenvalues)[:, None]
+
+    def solve(self, b: np.ndarray) -> np.ndarray:
+        """A^+ B (B: D x C)."""
+        if self.kind == "cholesky":
+            return scipy.linalg.cho_solve((self.lower, True), b, check_finite=False)
+        return self.eigenvectors @ ((self.eigenvectors.T @ b) / self.eigenvalues[:, None])
+
+
+def _prepare(features, label_embeddings, standardize_inputs, ridge, backend, device, dtype):
+    x = check_features(features)
+    backend = _Backend(backend, device, float_dtype(x, dtype))
+    n = x.shape[0]
+    blocks = as_label_embedding_stack(label_embeddings, n)
+    if standardize_inputs:
+        constant = np.ptp(x, axis=0) == 0
+        if constant.all():
+            raise InputError(
+                "features: every column is constant, so no model of them can fit a label; "
+                "check the feature extraction."
+            )
+        if constant.any():
+            warnings.warn(
+                f"features: {int(constant.sum())} constant column(s) carry no information "
+                "and are dropped.",
+                stacklevel=3,
+            )
+            x = x[:, ~constant]
+    if ridge < 0:
+        raise InputError(f"ridge={ridge} must be >= 0.")
+    if ridge == 0:
+        warn_if_high_dimensional(n, x.shape[1])
+    x = backend.put(x)
+    zs = [backend.put(block) for block in blocks]
+    if standardize_inputs:
+        x = zscore(x)
+        zs = [zscore(z) for z in zs]
+    if len(zs) == 1:
+        warnings.warn(
+            "label_embeddings has K=1: EMMS reduces to one least-squares fit and its weight "
+            "is trivially [1.0]; pass K >= 2 foundation-model embeddings to weigh them.",
+            stacklevel=3,
+        )
+    return backend, x, zs
+
+
+def emms(
+    features,
+    label_embeddings,
+    *,
+    solver: str = "exact",
+    standardize: bool = True,
+    ridge: float = 0.0,
+    dtype=None,
+    backend: str = "numpy",
+    device=None,
+    tol: float = 1e-10,
+    max_iter: int = 1000,
+) -> EMMSResult:
+    """Score one pre-trained model's features against K F-labels (EMMS, paper §3).
+
+    Args:
+        features: (N, D) features of the model on the target's training data.
+        label_embeddings: F-labels: (N, L, K) array, (N, L) for K = 1, or a list of K
+            (N, L_k) arrays (unequal widths are PCA-reduced to the smallest, see
+            :func:`emms.preprocessing.as_label_embedding_stack`).
+        solver: ``"exact"`` (closed form), ``"paper"`` (alternating minimisation to
+            ``tol``) or ``"released"`` (the authors' single pass), see module docstring.
+        standardize: z-score every column of X and of each Z_k (population std, eps 1e-8)
+            as the release does; constant feature columns are dropped.
+        ridge: r >= 0; adds r N ||W||^2 to the residual (r relative to the correlation
+            matrix of the features). Needed when D >= N - 1.
+        dtype: working dtype of the N-sized arrays, 'float32' or 'float64'; by default
+            float32 inputs stay float32, anything else works in float64. The D x D and
+            K x K algebra is always float64.
+        backend: ``"numpy"`` or ``"torch"`` (the large products run on ``device``).
+        device: torch device, e.g. ``"cuda"``; ``None`` is the CPU.
+        tol: ``paper`` solver: stop when the relative decrease of f is <= tol.
+        max_iter: ``paper`` solver: the most alternations.
+
+    Returns:
+        :class:`EMMSResult` with ``score`` (= -objective), ``weights`` (K,), ``objective``,
+        ``n_iter``, ``converged``.
+
+    Inputs are never modified.
+    """
+    if solver not in SOLVERS:
+        raise InputError(f"solver={solver!r} is unknown; choose one of {SOLVERS}.")
+    be, x, zs = _prepare(features, label_embeddings, standardize, ridge, backend, device, dtype)
+    n, d = x.shape
+    width = zs[0].shape[1]
+    scale = float(n * width)
+
+    gram = be.numpy64(x.T @ x)
+    if ridge:
+        gram[np.diag_indices_from(gram)] += ridge * n
+    factor = _GramFactor(gram)
+    k = len(zs)
+    zz = np.array([[be.dot(zs[i], zs[j]) for j in range(k)] for i in range(k)])
+
+    if solver == "exact":
+        whitened = [factor.whiten(be.numpy64(x.T @ z)) for z in zs]
+        explained = np.array(
+            [[float(np.vdot(whitened[i], whitened[j])) for j in range(k)] for i in range(k)]
+        )
+        residual_gram = (zz - explained) / scale
+        weights, objective = simplex_qp(residual_gram)
+        objective = max(objective, 0.0)
+        return EMMSResult(-objective, weights, objective, 1, True, solver)
+
+    def mix(t):
+        return sum(float(t_k) * z for t_k, z in zip(t, zs, strict=True))
+
+    def residual(fit, w, t):
+        r = fit - mix(t)
+        penalty = ridge * n * float(np.vdot(w, w)) if ridge else 0.0
+        return (be.dot(r, r) + penalty) / scale
+
+    t = np.full(k, 1.0 / k)
+    if solver == "released":
+        w = factor.solve(be.numpy64(x.T @ mix(t)))
+        fit = x @ be.put(w)
+        projections = np.array([be.dot(z, fit) for z in zs])
+        t = sparsemax(np.linalg.lstsq(zz, projections, rcond=None)[0])
+        objective = residual(fit, w, t)
+        return EMMSResult(-objective, t, objective, 1, False, solver)
+
+    previous = np.inf
+    converged = False
+    for iteration in range(1, max_iter + 1):
+        w = factor.solve(be.numpy64(x.T @ mix(t)))
+        fit = x @ be.put(w)
+        projections = np.array([be.dot(z, fit) for z in zs])
+        t, _ = simplex_qp(zz, projections)
+        objective = residual(fit, w, t)
+        if iteration > 1 and previous - objective <= tol * previous:
+            converged = True
+            break
+        previous = objective
+    return EMMSResult(-objective, t, objective, iteration, converged, solver)
