@@ -31,10 +31,10 @@ import numpy as np
 from ._validation import check_features, check_labels, check_targets
 from .preprocessing import as_label_embedding_stack, standardize
 
-__all__ = ["logme", "logme_flabel", "logme_evidence"]
+__all__ = ["logme", "logme_flabel", "logme_evidence", "spectrum", "fixed_point"]
 
 
-def _spectrum(features: np.ndarray) -> tuple[np.ndarray, np.ndarray, callable]:
+def spectrum(features: np.ndarray) -> tuple[np.ndarray, np.ndarray, callable]:
     """Non-zero eigenvalues sigma (k,) of F^T F and a map y (N, C) -> U^T y (k, C)."""
     n, d = features.shape
     if n >= d:
@@ -73,15 +73,38 @@ def logme_evidence(
     """
     f = check_features(features).astype(np.float64, copy=False)
     y = check_targets(targets, f.shape[0]).astype(np.float64, copy=False)
-    n, d = f.shape
-    sigma, project = _spectrum(f)
-    x2 = project(y) ** 2  # (k, C)
-    beyond_span = np.maximum((y * y).sum(axis=0) - x2.sum(axis=0), 0.0)  # (C,)
+    sigma, project = spectrum(f)
+    return fixed_point(sigma, project(y), (y * y).sum(axis=0), f.shape, tol=tol, max_iter=max_iter)
+
+
+def fixed_point(
+    sigma: np.ndarray,
+    projections: np.ndarray,
+    squared_norms: np.ndarray,
+    shape: tuple[int, int],
+    *,
+    tol: float = 1e-10,
+    max_iter: int = 1000,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """MacKay's fixed point for C targets at once, in the singular basis of F.
+
+    Args:
+        sigma: (k,) non-zero eigenvalues of F^T F.
+        projections: (k, C) x = U^T y of every target.
+        squared_norms: (C,) ||y||^2 of every target.
+        shape: (N, D) of F.
+
+    Returns:
+        ``(evidence / N, alpha, beta)``, each (C,).
+    """
+    n, d = shape
+    x2 = projections**2
+    beyond_span = np.maximum(squared_norms - x2.sum(axis=0), 0.0)
     sig = sigma[:, None]
     tiny = np.finfo(np.float64).tiny
-    alpha = np.ones(y.shape[1])
-    beta = np.ones(y.shape[1])
-    active = np.ones(y.shape[1], dtype=bool)
+    alpha = np.ones(x2.shape[1])
+    beta = np.ones(x2.shape[1])
+    active = np.ones(x2.shape[1], dtype=bool)
     for _ in range(max_iter):
         t = alpha[active] / beta[active]
         x2_active = x2[:, active]
@@ -91,18 +114,14 @@ def logme_evidence(
         alpha[active] = gamma / np.maximum(m2, tiny)
         beta[active] = (n - gamma) / np.maximum(res2, tiny)
         done = np.abs(alpha[active] / beta[active] - t) <= tol * t
-        indices = np.flatnonzero(active)
-        active[indices[done]] = False
+        active[np.flatnonzero(active)[done]] = False
         if not active.any():
             break
 
     t = alpha / beta
-    shrink = t / (sig + t)
     m2 = (x2 * (sig / (sig + t)) / (sig + t)).sum(axis=0)
-    res2 = (x2 * shrink**2).sum(axis=0) + beyond_span
-    log_det = np.log(alpha[None, :] + beta[None, :] * sig).sum(axis=0) + (d - len(sigma)) * np.log(
-        alpha
-    )
+    res2 = (x2 * (t / (sig + t)) ** 2).sum(axis=0) + beyond_span
+    log_det = np.log(alpha + beta * sig).sum(axis=0) + (d - len(sigma)) * np.log(alpha)
     evidence = (
         d / 2 * np.log(alpha)
         + n / 2 * np.log(beta)

@@ -14,7 +14,7 @@ import numpy as np
 
 from ._validation import InputError, _as_real_array, _check_finite
 
-__all__ = ["EPS", "standardize", "as_label_embedding_stack", "reduce_width"]
+__all__ = ["EPS", "standardize", "label_moments", "as_label_embedding_stack", "reduce_width"]
 
 #: Added to the population standard deviation, as in the authors' release.
 EPS = 1e-8
@@ -39,6 +39,48 @@ def standardize(x, eps: float = EPS):
     out = x - x.mean(dim=0)
     std = (out * out).sum(dim=0).div_(n).sqrt_()
     return out.div_(std + eps)
+
+
+def label_moments(
+    blocks: list[np.ndarray], *, standardize: bool = True, eps: float = EPS, chunk: int = 1 << 20
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Column means and scales of K label blocks and the Gram of their standardised forms,
+    in float64, streaming over row chunks (no standardised copy of the labels is made).
+
+    Args:
+        blocks: K arrays of shape (N, L).
+        standardize: if False, means are 0, scales 1 and the Gram is of the raw blocks.
+        chunk: entries per block converted to float64 at a time.
+
+    Returns:
+        ``(mean, scale, gram)``: (K, L), (K, L) and (K, K) with
+        ``gram[k, l] = <(Z_k - mean_k) / scale_k, (Z_l - mean_l) / scale_l>``, where
+        ``scale = population std + eps``.
+    """
+    k, (n, width) = len(blocks), blocks[0].shape
+    if standardize:
+        mean = np.stack([block.mean(axis=0, dtype=np.float64) for block in blocks])
+    else:
+        mean = np.zeros((k, width))
+    cross = np.zeros((k, k, width))
+    step = max(1, chunk // width)
+    for start in range(0, n, step):
+        centred = [
+            block[start : start + step].astype(np.float64) - mean[i]
+            for i, block in enumerate(blocks)
+        ]
+        for i in range(k):
+            for j in range(i + 1):
+                cross[i, j] += np.einsum("ij,ij->j", centred[i], centred[j])
+    for i in range(k):
+        for j in range(i):
+            cross[j, i] = cross[i, j]
+    if standardize:
+        scale = np.sqrt(cross[np.arange(k), np.arange(k)] / n) + eps
+    else:
+        scale = np.ones((k, width))
+    gram = (cross / (scale[:, None, :] * scale[None, :, :])).sum(axis=2)
+    return mean, scale, gram
 
 
 def reduce_width(z: np.ndarray, width: int) -> np.ndarray:

@@ -42,7 +42,7 @@ import numpy as np
 import scipy.linalg
 
 from ._validation import InputError, check_features, float_dtype, warn_if_high_dimensional
-from .preprocessing import as_label_embedding_stack
+from .preprocessing import as_label_embedding_stack, label_moments
 from .preprocessing import standardize as zscore
 from .simplex import simplex_qp, sparsemax
 
@@ -161,17 +161,15 @@ def _prepare(features, label_embeddings, standardize_inputs, ridge, backend, dev
     if ridge == 0:
         warn_if_high_dimensional(n, x.shape[1])
     x = backend.put(x)
-    zs = [backend.put(block) for block in blocks]
     if standardize_inputs:
         x = zscore(x)
-        zs = [zscore(z) for z in zs]
-    if len(zs) == 1:
+    if len(blocks) == 1:
         warnings.warn(
             "label_embeddings has K=1: EMMS reduces to one least-squares fit and its weight "
             "is trivially [1.0]; pass K >= 2 foundation-model embeddings to weigh them.",
             stacklevel=3,
         )
-    return backend, x, zs
+    return backend, x, blocks
 
 
 def emms(
@@ -216,27 +214,39 @@ def emms(
     """
     if solver not in SOLVERS:
         raise InputError(f"solver={solver!r} is unknown; choose one of {SOLVERS}.")
-    be, x, zs = _prepare(features, label_embeddings, standardize, ridge, backend, device, dtype)
+    be, x, blocks = _prepare(
+        features, label_embeddings, standardize, ridge, backend, device, dtype
+    )
     n, d = x.shape
-    width = zs[0].shape[1]
+    k, width = len(blocks), blocks[0].shape[1]
     scale = float(n * width)
 
     gram = be.numpy64(x.T @ x)
     if ridge:
         gram[np.diag_indices_from(gram)] += ridge * n
     factor = _GramFactor(gram)
-    k = len(zs)
-    zz = np.array([[be.dot(zs[i], zs[j]) for j in range(k)] for i in range(k)])
 
     if solver == "exact":
-        whitened = [factor.whiten(be.numpy64(x.T @ z)) for z in zs]
-        explained = np.array(
-            [[float(np.vdot(whitened[i], whitened[j])) for j in range(k)] for i in range(k)]
-        )
-        residual_gram = (zz - explained) / scale
+        # X_s^T Z_s = (X_s^T Z - (X_s^T 1) mean^T) / scale: the product runs on the raw
+        # labels, so no standardised copy of Z is made; X_s^T 1 is ~0 but kept exactly.
+        mean, label_scale, zz = label_moments(blocks, standardize=standardize)
+        column_sums = be.numpy64(x.sum(0))
+        whitened = []
+        for block, block_mean, block_scale in zip(blocks, mean, label_scale, strict=True):
+            product = be.numpy64(x.T @ be.put(block))
+            product -= np.outer(column_sums, block_mean)
+            product /= block_scale
+            whitened.append(factor.whiten(product).ravel())
+        flat = np.stack(whitened)
+        residual_gram = (zz - flat @ flat.T) / scale
         weights, objective = simplex_qp(residual_gram)
         objective = max(objective, 0.0)
         return EMMSResult(-objective, weights, objective, 1, True, solver)
+
+    zs = [be.put(block) for block in blocks]
+    if standardize:
+        zs = [zscore(z) for z in zs]
+    zz = np.array([[be.dot(zs[i], zs[j]) for j in range(k)] for i in range(k)])
 
     def mix(t):
         return sum(float(t_k) * z for t_k, z in zip(t, zs, strict=True))
