@@ -1,0 +1,96 @@
+"""Text encoders: the bundled MiniLM is exactly sentence-transformers' model, pooling
+ignores padding, controls behave, missing weights stop with a clear message."""
+
+import numpy as np
+import pytest
+
+from emms.flabels import (
+    EncoderUnavailable,
+    TransformerTextEncoder,
+    embed_texts,
+    load_encoder,
+    minilm_path,
+)
+
+TEXTS = ["a handwritten zero", "a handwritten digit with a closed loop", "a handwritten nine"]
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return load_encoder("minilm")
+
+
+def test_minilm_matches_sentence_transformers(minilm):
+    from sentence_transformers import SentenceTransformer
+
+    reference = SentenceTransformer(str(minilm_path()), device="cpu").encode(TEXTS)
+    np.testing.assert_allclose(minilm.encode(TEXTS), reference, atol=1e-5)
+
+
+def test_pooling_ignores_padding(minilm):
+    alone = minilm.encode(["a handwritten zero"])
+    padded = minilm.encode(["a handwritten zero", "a much longer text " * 8])[:1]
+    np.testing.assert_allclose(alone, padded, atol=1e-5)
+
+
+def test_semantics_survive_in_minilm_but_not_in_the_random_tower(minilm):
+    random_tower = load_encoder("random-minilm")
+    texts = ["the digit seven", "the number seven", "a red bicycle"]
+
+    def similarities(vectors):
+        v = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        return v[0] @ v[1], v[0] @ v[2]
+
+    near, far = similarities(minilm.encode(texts))
+    assert near > far + 0.3
+    again = load_encoder("random-minilm").encode(texts)
+    np.testing.assert_array_equal(random_tower.encode(texts), again)  # seeded
+    assert not np.allclose(random_tower.encode(texts), minilm.encode(texts), atol=1e-2)
+
+
+def test_wordpiece_bag_is_the_mean_of_input_embeddings():
+    bag = load_encoder("minilm-wordpiece-bag")
+    table = bag.model.get_input_embeddings().weight.detach().numpy()
+    ids = bag.tokenizer("seven", add_special_tokens=False)["input_ids"]
+    np.testing.assert_allclose(bag.encode(["seven"])[0], table[ids].mean(axis=0), atol=1e-6)
+
+
+def test_embed_texts_encodes_each_distinct_text_once(minilm):
+    calls = []
+
+    class Counting:
+        name = "counting"
+
+        def encode(self, texts, batch_size=64):
+            calls.extend(texts)
+            return minilm.encode(texts)
+
+    texts = ["b", "a", "b", "c", "a"]
+    out = embed_texts(Counting(), texts, progress=False)
+    assert sorted(calls) == ["a", "b", "c"]
+    np.testing.assert_allclose(out[0], out[2])
+    np.testing.assert_allclose(out, minilm.encode(texts), atol=1e-5)
+
+
+def test_a_local_random_bert_loads_through_the_same_interface(tmp_path):
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    tokenizer = BertTokenizerFast.from_pretrained(minilm_path(), local_files_only=True)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=64)
+    BertModel(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    encoder = TransformerTextEncoder("tiny-bert", tmp_path)
+    assert encoder.encode(TEXTS).shape == (3, 32)
+
+
+@pytest.mark.parametrize("name", ["clip-vit-g-14", "bert-large-uncased", "gpt2-medium"])
+def test_paper_scale_encoders_without_weights_say_what_to_do(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("EMMS_WEIGHTS", str(tmp_path))
+    with pytest.raises(EncoderUnavailable, match=f"{name}.*not found at {tmp_path}"):
+        load_encoder(name)
+
+
+def test_unknown_encoder():
+    with pytest.raises(KeyError, match="unknown encoder"):
+        load_encoder("word2vec")
