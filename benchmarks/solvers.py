@@ -96,7 +96,6 @@ def main(argv=None):
 
     rows = {}
     rows["floor: X^T [X, Z]"] = median_time(lambda: features.T @ concatenated, args.runs)
-    del concatenated
     rows["exact"] = median_time(lambda: emms.emms(features, labels), args.runs)
     rows["paper"] = median_time(
         lambda: emms.emms(features, labels, solver="paper", tol=args.tol, max_iter=10_000),
@@ -149,8 +148,9 @@ def main(argv=None):
         f"- released vs exact: objective {released.objective:.6g} vs {exact.objective:.6g} "
         f"({'no better' if released.objective >= exact.objective else 'BETTER'} than exact), "
         f"speed-up {rows['released'][0] / exact_time:.2f}x",
-        f"- LogME (F-label) batched / exact: {rows['LogME (F-label), batched'][0] / exact_time:.1f}x;"
-        f" per target / exact: {rows['LogME (F-label), per target'][0] / exact_time:.1f}x",
+        "- LogME (F-label) / exact: "
+        f"batched {rows['LogME (F-label), batched'][0] / exact_time:.1f}x, "
+        f"per target {rows['LogME (F-label), per target'][0] / exact_time:.1f}x",
         f"- exact / floor: {exact_time / rows['floor: X^T [X, Z]'][0]:.2f}x",
         f"- peak traced memory of exact: {peak / 2**20:.0f} MiB = {peak / input_bytes:.2f}x "
         f"its inputs ({input_bytes / 2**20:.0f} MiB)",

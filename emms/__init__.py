@@ -8,9 +8,22 @@ Arrays in, numbers out::
     emms.logme(features, labels)                        # classification LogME
     emms.logme_flabel(features, label_embeddings)       # LogME on the F-labels
     emms.weighted_tau(scores, truth)                    # the paper's evaluation
+    emms.SELECTORS["leep"](source_probs, labels)        # every baseline, by name
 """
 
 from ._validation import HighDimensionWarning, InputError
+from .baselines import (
+    gbc,
+    hscore,
+    leep,
+    nce,
+    nleep,
+    pactran,
+    parc,
+    sfda,
+    transrate,
+    transrate_flabel,
+)
 from .evaluation import (
     Estimate,
     evaluate_ranking,
@@ -20,11 +33,24 @@ from .evaluation import (
     weighted_tau,
 )
 from .logme import logme, logme_evidence, logme_flabel
+from .registry import SELECTORS, SelectorSpec
 from .selector import EMMSResult, emms
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "SELECTORS",
+    "SelectorSpec",
+    "gbc",
+    "hscore",
+    "leep",
+    "nce",
+    "nleep",
+    "pactran",
+    "parc",
+    "sfda",
+    "transrate",
+    "transrate_flabel",
     "EMMSResult",
     "Estimate",
     "HighDimensionWarning",

@@ -52,9 +52,7 @@ def _as_real_array(value, name: str) -> np.ndarray:
         or np.issubdtype(array.dtype, np.integer)
         or array.dtype == np.bool_
     ):
-        raise InputError(
-            f"{name} has dtype {array.dtype}; pass real numbers (float32 or float64)."
-        )
+        raise InputError(f"{name} has dtype {array.dtype}; pass real numbers (float32 or float64).")
     return array
 
 

@@ -110,7 +110,9 @@ def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
             f"{Path(path).name} (`dvc repro`)."
         ) from error
     except json.JSONDecodeError as error:
-        raise CacheError(f"{sidecar} is not valid JSON; delete it and rerun `dvc repro`.") from error
+        raise CacheError(
+            f"{sidecar} is not valid JSON; delete it and rerun `dvc repro`."
+        ) from error
 
 
 def load_array(

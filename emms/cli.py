@@ -1,13 +1,13 @@
 """``python -m emms STAGE``: the pipeline steps that ``dvc.yaml`` runs.
 
-    materialize-data   data/raw from scikit-learn, checked against data.dvc
-    data               data/processed: the source task and the targets
-    zoo                models/: pre-train the zoo
-    features           cache/features, cache/source_probs
-    flabels            cache/flabels
-    truth              cache/truth/finetune.csv: fine-tuning ground truth
-    notebook NAME      reports/NAME.ipynb and .html (papermill)
-    compare-metrics    fresh vs committed metrics (CI)
+materialize-data   data/raw from scikit-learn, checked against data.dvc
+data               data/processed: the source task and the targets
+zoo                models/: pre-train the zoo
+features           cache/features, cache/source_probs
+flabels            cache/flabels
+truth              cache/truth/finetune.csv: fine-tuning ground truth
+notebook NAME      reports/NAME.ipynb and .html (papermill)
+compare-metrics    fresh vs committed metrics (CI)
 """
 
 from __future__ import annotations
@@ -75,7 +75,9 @@ def main(argv=None) -> int:
                 fresh = json.load(stream)
             problems = pipeline.compare_metrics(fresh, _committed_json(args.path), tolerance)
             if problems:
-                print(f"{len(problems)} metric(s) differ beyond {tolerance}:", *problems, sep="\n  ")
+                print(
+                    f"{len(problems)} metric(s) differ beyond {tolerance}:", *problems, sep="\n  "
+                )
                 return 1
             print(f"{args.path}: every metric within {tolerance} of the committed value")
     except (pipeline.ParamsError, pipeline.CacheError) as error:

@@ -52,15 +52,24 @@ class TargetInputs:
 
 
 def load_target_inputs(
-    dataset: str, models: Sequence[str], encoders: Sequence[str], *, data_dir="data/processed", cache_dir="cache"
+    dataset: str,
+    models: Sequence[str],
+    encoders: Sequence[str],
+    *,
+    data_dir="data/processed",
+    cache_dir="cache",
 ) -> TargetInputs:
     """Read one target's cached inputs; every array is checked against its sidecar."""
     target = load_processed_target(data_dir, dataset)
     expect = {"dataset": dataset, "split": "train"}
     features, probs = {}, {}
     for model in models:
-        features[model] = load_array(Path(cache_dir) / "features" / dataset / f"{model}.npy", expect=expect)[0]
-        probs[model] = load_array(Path(cache_dir) / "source_probs" / dataset / f"{model}.npy", expect=expect)[0]
+        features[model] = load_array(
+            Path(cache_dir) / "features" / dataset / f"{model}.npy", expect=expect
+        )[0]
+        probs[model] = load_array(
+            Path(cache_dir) / "source_probs" / dataset / f"{model}.npy", expect=expect
+        )[0]
     return TargetInputs(
         dataset=dataset,
         labels=target.train_labels,
@@ -194,17 +203,24 @@ def evaluate_methods(
     return pd.DataFrame(rows)
 
 
-def headline(evaluation: pd.DataFrame, scores: pd.DataFrame, reference: Mapping[str, float]) -> pd.DataFrame:
+def headline(
+    evaluation: pd.DataFrame, scores: pd.DataFrame, reference: Mapping[str, float]
+) -> pd.DataFrame:
     """EMMS vs LogME (F-label), as in the paper's abstract: relative gain in weighted tau
     (mean over datasets) and wall-clock speed-up (total over the zoo), beside the paper's."""
-    tau = evaluation[evaluation.metric == "weighted_tau"].pivot(index="dataset", columns="method", values="value")
+    tau = evaluation[evaluation.metric == "weighted_tau"].pivot(
+        index="dataset", columns="method", values="value"
+    )
     # gain of the mean tau over datasets (a mean of per-dataset ratios explodes near 0)
     base = tau["logme_flabel"].mean()
     gain = (tau["emms"].mean() - base) / abs(base)
     seconds = scores.groupby("method")["seconds"].sum()
     return pd.DataFrame(
         {
-            "quantity": ["gain in weighted tau over LogME (F-label), %", "speed-up over LogME (F-label), x"],
+            "quantity": [
+                "gain in weighted tau over LogME (F-label), %",
+                "speed-up over LogME (F-label), x",
+            ],
             "paper (11 datasets, ImageNet zoo)": [
                 reference["gain_over_logme_flabel_percent"],
                 reference["speedup_over_logme_flabel"],

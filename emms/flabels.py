@@ -308,5 +308,7 @@ def embed_texts(
         disable=not progress,
         unit="batch",
     ):
-        chunks.append(encoder.encode(list(distinct[start : start + batch_size]), batch_size=batch_size))
+        chunks.append(
+            encoder.encode(list(distinct[start : start + batch_size]), batch_size=batch_size)
+        )
     return np.concatenate(chunks)[inverse]

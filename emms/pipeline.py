@@ -135,7 +135,10 @@ def dvc_dir_md5(folder: str | os.PathLike) -> str:
 
     folder = Path(folder)
     entries = [
-        {"md5": hashlib.md5(path.read_bytes()).hexdigest(), "relpath": path.relative_to(folder).as_posix()}
+        {
+            "md5": hashlib.md5(path.read_bytes()).hexdigest(),
+            "relpath": path.relative_to(folder).as_posix(),
+        }
         for path in sorted(p for p in folder.rglob("*") if p.is_file())
     ]
     return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest() + ".dir"
@@ -158,7 +161,9 @@ def materialize_data(raw_dir: str | os.PathLike = "data/raw", dvc_file: str = "d
             f"(another scikit-learn's digits, or an edited file). Delete {raw_dir} and rerun "
             "`make repro`, or fetch the pinned data from a remote with `dvc pull`."
         )
-    subprocess.run([sys.executable, "-m", "dvc", "commit", "--force", "--quiet", dvc_file], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "dvc", "commit", "--force", "--quiet", dvc_file], check=True
+    )
     return f"{raw_dir}: {'created from scikit-learn' if created else 'present'}; matches {dvc_file}"
 
 
@@ -208,7 +213,9 @@ def load_processed_target(data_dir, name: str):
         for split in ("train", "test")
         for kind in ("images", "labels")
     }
-    return TargetDataset(name=name, class_names=meta["class_names"], description=meta["description"], **arrays)
+    return TargetDataset(
+        name=name, class_names=meta["class_names"], description=meta["description"], **arrays
+    )
 
 
 def _load_source(data_dir):
@@ -310,7 +317,9 @@ def run_flabels(params: Params, data_dir="data/processed", out_dir="cache/flabel
 def load_flabels(cache_dir, target: str, encoders: Sequence[str]) -> np.ndarray:
     """The F-labels of ``target`` stacked as (N, L, K), K = len(encoders)."""
     blocks = [
-        load_array(Path(cache_dir) / "flabels" / target / f"{name}.npy", expect={"dataset": target})[0]
+        load_array(
+            Path(cache_dir) / "flabels" / target / f"{name}.npy", expect={"dataset": target}
+        )[0]
         for name in encoders
     ]
     widths = {block.shape[1] for block in blocks}
@@ -322,7 +331,9 @@ def load_flabels(cache_dir, target: str, encoders: Sequence[str]) -> np.ndarray:
 TRUTH_COLUMNS = ("dataset", "model", "seed", "test_accuracy", "seconds")
 
 
-def run_truth(params: Params, data_dir="data/processed", models_dir="models", out="cache/truth/finetune.csv"):
+def run_truth(
+    params: Params, data_dir="data/processed", models_dir="models", out="cache/truth/finetune.csv"
+):
     """Fine-tune every model on every target with every seed (one fixed recipe)."""
     from .finetune import finetune
 
@@ -341,7 +352,9 @@ def run_truth(params: Params, data_dir="data/processed", models_dir="models", ou
             weight_decay=recipe["weight_decay"],
             seed=seed,
         )
-        rows.append((name, model_name, seed, f"{accuracy:.6f}", f"{time.perf_counter() - start:.2f}"))
+        rows.append(
+            (name, model_name, seed, f"{accuracy:.6f}", f"{time.perf_counter() - start:.2f}")
+        )
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(TRUTH_COLUMNS)

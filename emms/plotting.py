@@ -57,7 +57,10 @@ def plot_scores_vs_truth(scores: pd.DataFrame, summary: pd.DataFrame, methods):
     """One panel per (method, dataset): each model's score against its fine-tuned accuracy."""
     datasets = list(dict.fromkeys(scores["dataset"]))
     fig, axes = plt.subplots(
-        len(methods), len(datasets), figsize=(3.8 * len(datasets), 3.2 * len(methods)), squeeze=False
+        len(methods),
+        len(datasets),
+        figsize=(3.8 * len(datasets), 3.2 * len(methods)),
+        squeeze=False,
     )
     merged = scores.merge(summary, on=["dataset", "model"])
     for row, method in enumerate(methods):
@@ -66,8 +69,13 @@ def plot_scores_vs_truth(scores: pd.DataFrame, summary: pd.DataFrame, methods):
             part = merged[(merged.method == method) & (merged.dataset == dataset)]
             ax.errorbar(part["score"], part["mean"], yerr=part["std"], fmt="o", ms=5, capsize=2)
             for _, point in part.iterrows():
-                ax.annotate(point["model"], (point["score"], point["mean"]), fontsize=6,
-                            xytext=(3, 2), textcoords="offset points")
+                ax.annotate(
+                    point["model"],
+                    (point["score"], point["mean"]),
+                    fontsize=6,
+                    xytext=(3, 2),
+                    textcoords="offset points",
+                )
             ax.set_title(f"{part['label'].iloc[0]} · {dataset}", fontsize=9)
             ax.set_xlabel("score")
             ax.set_ylabel("fine-tuned accuracy")
@@ -88,9 +96,14 @@ def plot_tau(evaluation: pd.DataFrame, metric: str = "weighted_tau"):
         rows = part[part.dataset == dataset]
         y = [positions[label] + offsets[dataset] for label in rows["label"]]
         ax.errorbar(
-            rows["value"], y,
+            rows["value"],
+            y,
             xerr=[rows["value"] - rows["low"], rows["high"] - rows["value"]],
-            fmt="o", color=color, capsize=2, label=dataset, ms=4,
+            fmt="o",
+            color=color,
+            capsize=2,
+            label=dataset,
+            ms=4,
         )
     ax.set_yticks(range(len(order)), order)
     ax.invert_yaxis()
@@ -104,8 +117,15 @@ def plot_tau(evaluation: pd.DataFrame, metric: str = "weighted_tau"):
 def plot_weights(weights: pd.DataFrame):
     """EMMS's weight of every F-label encoder, per model and dataset."""
     grid = sns.catplot(
-        data=weights, x="weight", y="model", hue="encoder", col="dataset", kind="bar",
-        height=3.6, aspect=1.0, orient="h",
+        data=weights,
+        x="weight",
+        y="model",
+        hue="encoder",
+        col="dataset",
+        kind="bar",
+        height=3.6,
+        aspect=1.0,
+        orient="h",
     )
     grid.set_titles("{col_name}")
     grid.set_axis_labels("EMMS weight t_k", "")

@@ -124,9 +124,7 @@ def as_label_embedding_stack(
     not write into them.
     """
     if isinstance(label_embeddings, Sequence) and not isinstance(label_embeddings, str):
-        blocks = [
-            _as_real_array(block, f"{name}[{k}]") for k, block in enumerate(label_embeddings)
-        ]
+        blocks = [_as_real_array(block, f"{name}[{k}]") for k, block in enumerate(label_embeddings)]
         if not blocks:
             raise InputError(f"{name} is an empty sequence; pass K >= 1 arrays of shape (N, L).")
     else:

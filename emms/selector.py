@@ -214,9 +214,7 @@ def emms(
     """
     if solver not in SOLVERS:
         raise InputError(f"solver={solver!r} is unknown; choose one of {SOLVERS}.")
-    be, x, blocks = _prepare(
-        features, label_embeddings, standardize, ridge, backend, device, dtype
-    )
+    be, x, blocks = _prepare(features, label_embeddings, standardize, ridge, backend, device, dtype)
     n, d = x.shape
     k, width = len(blocks), blocks[0].shape[1]
     scale = float(n * width)

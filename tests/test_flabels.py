@@ -76,8 +76,13 @@ def test_a_local_random_bert_loads_through_the_same_interface(tmp_path):
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     tokenizer = BertTokenizerFast.from_pretrained(minilm_path(), local_files_only=True)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
-                        num_attention_heads=2, intermediate_size=64)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+    )
     BertModel(config).save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
     encoder = TransformerTextEncoder("tiny-bert", tmp_path)

@@ -52,8 +52,10 @@ def test_classification_uses_one_indicator_target_per_class():
     labels = rng.integers(0, 3, size=90) * 5  # any ids, not 0..C-1
     one_hot = (labels[:, None] == np.array([0, 5, 10])[None, :]).astype(float)
     expected = np.mean(
-        [_direct_log_evidence(f, one_hot[:, c], *emms.logme_evidence(f, one_hot[:, c])[1:])
-         for c in range(3)]
+        [
+            _direct_log_evidence(f, one_hot[:, c], *emms.logme_evidence(f, one_hot[:, c])[1:])
+            for c in range(3)
+        ]
     )
     assert emms.logme(f, labels) == pytest.approx(expected, rel=1e-10)
 

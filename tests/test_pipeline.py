@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from emms import pipeline
 from emms.pipeline import ParamsError, compare_metrics, dvc_dir_md5, label_texts, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,24 +99,36 @@ def test_tiny_pipeline_end_to_end(tmp_path):
     (work / "data" / "raw").mkdir(parents=True)
     (work / "data" / "raw" / "images.npy").write_bytes(b"junk")
     (work / "data" / "raw" / "targets.npy").write_bytes(b"junk")
-    failed = subprocess.run([sys.executable, "-m", "emms", "materialize-data"], cwd=work,
-                            capture_output=True, text=True)
+    failed = subprocess.run(
+        [sys.executable, "-m", "emms", "materialize-data"], cwd=work, capture_output=True, text=True
+    )
     assert failed.returncode != 0 and "the bytes differ" in failed.stderr
     shutil.rmtree(work / "data" / "raw")
 
     _run([sys.executable, "-m", "emms", "materialize-data"], work)
     _run([*dvc, "repro"], work)
     reports = work / "reports"
-    for path in ("recognition.ipynb", "recognition.html", "metrics/recognition.json",
-                 "figures/recognition/weighted_tau.png", "figures/recognition/weighted_tau.svg",
-                 "tables/recognition/weighted_tau.md", "tables/recognition/headline.csv"):
+    for path in (
+        "recognition.ipynb",
+        "recognition.html",
+        "metrics/recognition.json",
+        "figures/recognition/weighted_tau.png",
+        "figures/recognition/weighted_tau.svg",
+        "tables/recognition/weighted_tau.md",
+        "tables/recognition/headline.csv",
+    ):
         assert (reports / path).is_file(), path
     metrics = json.loads((reports / "metrics" / "recognition.json").read_text())
     assert set(metrics) >= {"digits10", "shapes3"}
     tau = metrics["digits10"]["emms"]["weighted_tau"]
     assert -1.0 <= tau <= 1.0
     executed = json.loads((reports / "recognition.ipynb").read_text())
-    errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    errors = [
+        o
+        for c in executed["cells"]
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
     assert not errors
 
     # a second repro reruns nothing
