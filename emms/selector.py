@@ -102,11 +102,22 @@ class _Backend:
             return np.asarray(value, dtype=np.float64)
         return value.detach().to("cpu", self.torch.float64).numpy()
 
-    def dot(self, a, b) -> float:
-        """Frobenius inner product <a, b>."""
+    def dot(self, a, b, chunk: int = 1 << 20) -> float:
+        """Frobenius inner product <a, b>, accumulated in float64 (a float32 sum over
+        N L ~ 1e7 terms would lose the digits the solvers are compared on)."""
         if self.name == "numpy":
-            return float(np.vdot(a, b))
-        return float((a * b).sum())
+            a, b = a.reshape(-1), b.reshape(-1)
+            if a.dtype == np.float64 and b.dtype == np.float64:
+                return float(a @ b)
+            return sum(
+                float(a[i : i + chunk].astype(np.float64) @ b[i : i + chunk].astype(np.float64))
+                for i in range(0, a.size, chunk)
+            )
+        return float(a.reshape(-1).double() @ b.reshape(-1).double())
+
+    def contiguous(self, block: np.ndarray):
+        """A block as a contiguous backend array (BLAS needs unit strides)."""
+        return self.put(np.ascontiguousarray(block))
 
 
 class _GramFactor:
@@ -219,6 +230,9 @@ def emms(
     k, width = len(blocks), blocks[0].shape[1]
     scale = float(n * width)
 
+    if solver == "released":
+        return _released(be, x, blocks, standardize, ridge)
+
     gram = be.numpy64(x.T @ x)
     if ridge:
         gram[np.diag_indices_from(gram)] += ridge * n
@@ -229,19 +243,34 @@ def emms(
         # labels, so no standardised copy of Z is made; X_s^T 1 is ~0 but kept exactly.
         mean, label_scale, zz = label_moments(blocks, standardize=standardize)
         column_sums = be.numpy64(x.sum(0))
-        whitened = []
+        products, whitened = [], []
         for block, block_mean, block_scale in zip(blocks, mean, label_scale, strict=True):
-            product = be.numpy64(x.T @ be.put(block))
+            product = be.numpy64(x.T @ be.contiguous(block))
             product -= np.outer(column_sums, block_mean)
             product /= block_scale
+            products.append(product)
             whitened.append(factor.whiten(product).ravel())
         flat = np.stack(whitened)
-        residual_gram = (zz - flat @ flat.T) / scale
-        weights, objective = simplex_qp(residual_gram)
+        weights, objective = simplex_qp((zz - flat @ flat.T) / scale)
+        if be.dtype == np.float32:
+            # G = <Z, Z> - <B, A^-1 B> cancels when the fit is good; in float32 that costs
+            # digits, so the objective is evaluated directly as the residual at (W(t), t).
+            w = factor.solve(sum(t_k * p for t_k, p in zip(weights, products, strict=True)))
+            residual = x @ be.put(w)
+            offset = np.zeros(width)
+            for t_k, block, block_mean, block_scale in zip(
+                weights, blocks, mean, label_scale, strict=True
+            ):
+                if t_k > 0:
+                    residual -= be.put(block) * be.put(t_k / block_scale)
+                    offset += t_k * block_mean / block_scale
+            residual += be.put(offset)
+            penalty = ridge * n * float(np.vdot(w, w)) if ridge else 0.0
+            objective = (be.dot(residual, residual) + penalty) / scale
         objective = max(objective, 0.0)
         return EMMSResult(-objective, weights, objective, 1, True, solver)
 
-    zs = [be.put(block) for block in blocks]
+    zs = [be.contiguous(block) for block in blocks]
     if standardize:
         zs = [zscore(z) for z in zs]
     zz = np.array([[be.dot(zs[i], zs[j]) for j in range(k)] for i in range(k)])
@@ -255,14 +284,6 @@ def emms(
         return (be.dot(r, r) + penalty) / scale
 
     t = np.full(k, 1.0 / k)
-    if solver == "released":
-        w = factor.solve(be.numpy64(x.T @ mix(t)))
-        fit = x @ be.put(w)
-        projections = np.array([be.dot(z, fit) for z in zs])
-        t = sparsemax(np.linalg.lstsq(zz, projections, rcond=None)[0])
-        objective = residual(fit, w, t)
-        return EMMSResult(-objective, t, objective, 1, False, solver)
-
     previous = np.inf
     converged = False
     for iteration in range(1, max_iter + 1):
@@ -276,3 +297,33 @@ def emms(
             break
         previous = objective
     return EMMSResult(-objective, t, objective, iteration, converged, solver)
+
+
+def _released(be, x, blocks, standardize, ridge) -> EMMSResult:
+    """The authors' single pass, computed as their code computes it: ``lstsq`` of X onto
+    the uniform mix, ``lstsq`` of the fit on the stacked (N L, K) F-labels, sparsemax,
+    and the residual of the old W against the new mix."""
+    if ridge:
+        raise InputError(
+            "ridge is not part of the released single pass; use solver='exact' or 'paper'."
+        )
+    n, width, k = x.shape[0], blocks[0].shape[1], len(blocks)
+    zs = [be.contiguous(block) for block in blocks]
+    if standardize:
+        zs = [zscore(z) for z in zs]
+    target = sum(z / k for z in zs)
+    if be.name == "numpy":
+        w = np.linalg.lstsq(x, target, rcond=None)[0]
+        fit = x @ w
+        stacked = np.stack(zs, axis=2).reshape(n * width, k)
+        t = np.linalg.lstsq(stacked, fit.reshape(-1), rcond=None)[0]
+    else:
+        torch = be.torch
+        w = torch.linalg.lstsq(x, target).solution
+        fit = x @ w
+        stacked = torch.stack(zs, dim=2).reshape(n * width, k)
+        t = be.numpy64(torch.linalg.lstsq(stacked, fit.reshape(-1, 1)).solution).ravel()
+    t = sparsemax(np.asarray(t, dtype=np.float64))
+    r = fit - sum(float(t_k) * z for t_k, z in zip(t, zs, strict=True))
+    objective = be.dot(r, r) / (n * width)
+    return EMMSResult(-objective, t, objective, 1, False, "released")

@@ -145,6 +145,18 @@ def test_float32_and_torch_give_the_same_numbers(problem):
     assert torch_single.objective == pytest.approx(reference.objective, rel=1e-4)
 
 
+def test_float32_objective_survives_a_near_perfect_fit():
+    # residual ~1e-3 of the label variance: <Z, Z> - <B, A^-1 B> cancels 3 digits
+    features, f_labels = generative_problem(n=3000, d=64, width=32, noise=(0.01, 0.03, 0.1))
+    reference = emms.emms(features, f_labels)
+    assert reference.objective < 0.01
+    for solver in ("exact", "paper"):
+        single = emms.emms(
+            features.astype(np.float32), f_labels.astype(np.float32), solver=solver, tol=1e-12
+        )
+        assert single.objective == pytest.approx(reference.objective, rel=2e-5), solver
+
+
 def test_torch_tensor_inputs_are_accepted(problem):
     torch = pytest.importorskip("torch")
     features, f_labels = problem
@@ -235,6 +247,8 @@ def test_bad_options_raise_input_error(problem):
         emms.emms(features, f_labels, dtype="float16")
     with pytest.raises(InputError, match="backend"):
         emms.emms(features, f_labels, backend="jax")
+    with pytest.raises(InputError, match="ridge is not part of the released"):
+        emms.emms(features, f_labels, solver="released", ridge=0.1)
 
 
 def test_warnings_for_k1_constant_columns_and_high_dimension(problem):
