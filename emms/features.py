@@ -50,4 +50,3 @@ def extract_features(model: nn.Module, images, batch_size: int = 256) -> np.ndar
         model.train(was_training)
     features = torch.cat(parts).reshape(len(x), -1)
     return features.numpy().astype(np.float32, copy=False)
-

@@ -24,7 +24,9 @@ __all__ = ["FINETUNE_RECIPE", "finetune"]
 
 #: The one fine-tuning recipe used for every model and target (AdamW, cosine decay to 0,
 #: no augmentation, all layers trained, new head).
-FINETUNE_RECIPE: dict[str, Any] = dict(epochs=4, lr=1e-3, batch_size=32, weight_decay=0.05)
+FINETUNE_RECIPE: dict[str, Any] = dict(
+    epochs=5, lr=5e-4, head_lr=5e-3, batch_size=32, weight_decay=0.05, min_steps=80
+)
 
 
 def finetune(
@@ -36,6 +38,8 @@ def finetune(
     batch_size: int = FINETUNE_RECIPE["batch_size"],
     seed: int = 0,
     weight_decay: float = FINETUNE_RECIPE["weight_decay"],
+    head_lr: float | None = FINETUNE_RECIPE["head_lr"],
+    min_steps: int = FINETUNE_RECIPE["min_steps"],
     progress: bool = False,
 ) -> float:
     """Fine-tune all layers on ``target.train_*`` and return the accuracy on ``target.test_*``.
@@ -84,6 +88,8 @@ def finetune(
             weight_decay=weight_decay,
             generator=generator,
             augment=False,
+            head_lr=head_lr,
+            min_steps=min_steps,
             progress_desc=f"finetune {target.name} seed {seed}" if progress else None,
         )
     predictions = predict_logits(model, target.test_images).argmax(axis=1)

@@ -19,7 +19,9 @@ Three solvers, one objective:
     G_kl = (<Z_k, Z_l> - <B_k, A^-1 B_l>) / (N L)  (the Gram of the residuals
     R_k = (I - P) Z_k for r = 0), f* = min over the simplex of t^T G t, solved exactly by
     :func:`emms.simplex.simplex_qp`. Cost: one product X^T [X, Z] (N D (D + L K)), one
-    Cholesky factor (D^3 / 3) and one triangular solve (D^2 L K).
+    Cholesky factor (D^3 / 3) and one triangular solve (D^2 L K). With float32 work the
+    difference <Z, Z> - <B, A^-1 B> cancels digits when the fit is good, so the objective
+    is then evaluated directly as the residual at (W(t*), t*): one more N x D x L product.
 ``paper``
     The alternating minimisation of the paper's Algorithm 1, run until the objective stops
     decreasing (relative decrease <= ``tol``). W-step: least squares of X onto the current
@@ -27,9 +29,10 @@ Three solvers, one objective:
     the K F-labels, constrained to the simplex and solved exactly. Each iteration costs
     two N x D x L products. Converges to the same optimum as ``exact`` (paper, Thm. 1).
 ``released``
-    The single pass of the authors' public code, kept for comparison: a W-step at uniform
-    t, then t = sparsemax of the *unconstrained* least-squares weights, and the residual
-    of the old W against the new target. The release returns -(SSE / N) * L, an operator
+    The single pass of the authors' public code, kept for comparison and computed as that
+    code computes it (``lstsq`` for both steps): a W-step at uniform t, then t = sparsemax
+    of the *unconstrained* least-squares weights, and the residual of the old W against
+    the new target. The release returns -(SSE / N) * L, an operator
     precedence slip for -SSE / (N L); here it is normalised like the other solvers.
 """
 

@@ -90,7 +90,8 @@ class Recipe:
         seed: seeds the initialisation, the data order and the augmentation.
         batch_size: pre-training batch size.
         weight_decay: AdamW weight decay.
-        image_size: side S of the (N, 1, S, S) input.
+        image_size: side S of the (N, 1, S, S) input; ``None`` (the default) takes it
+            from the source images in :func:`pretrain`, and the checkpoint records it.
         kwargs: extra keyword arguments for the timm class (override derived defaults).
     """
 
@@ -104,7 +105,7 @@ class Recipe:
     depth: int = 1
     batch_size: int = 64
     weight_decay: float = 0.05
-    image_size: int = IMAGE_SIZE
+    image_size: int | None = None
     kwargs: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -143,12 +144,34 @@ def recipe_from_dict(entry: Mapping[str, Any], name: str | None = None) -> Recip
     data["kwargs"] = dict(data.get("kwargs") or {})
     recipe = Recipe(**data)
     _check_arch(recipe)
-    for attr in ("width", "epochs", "depth", "batch_size", "image_size"):
+    for attr in ("width", "epochs", "depth", "batch_size", "image_size", "seed"):
         value = getattr(recipe, attr)
-        if not isinstance(value, int) or isinstance(value, bool) or value < (attr == "epochs"):
-            raise ZooError(f"Zoo entry {label!r}: {attr}={value!r} must be a positive integer.")
-    if not recipe.lr > 0:
-        raise ZooError(f"Zoo entry {label!r}: lr={recipe.lr!r} must be > 0.")
+        if attr == "image_size" and value is None:
+            continue
+        smallest = 0 if attr in ("epochs", "seed") else 1  # epochs=0: an untrained model
+        if not isinstance(value, int) or isinstance(value, bool) or value < smallest:
+            raise ZooError(
+                f"Zoo entry {label!r}: {attr}={value!r} must be an integer >= {smallest}."
+            )
+    if not isinstance(recipe.augment, bool):
+        raise ZooError(f"Zoo entry {label!r}: augment={recipe.augment!r} must be true or false.")
+    for attr, smallest in (("lr", None), ("weight_decay", 0.0)):
+        value = getattr(recipe, attr)
+        if (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not (value > 0 if smallest is None else value >= smallest)
+        ):
+            raise ZooError(
+                f"Zoo entry {label!r}: {attr}={value!r} must be a number "
+                f"{'> 0' if smallest is None else '>= 0'} (in YAML write 0.003 or 3.0e-3: "
+                "PyYAML reads 3e-3 as a string)."
+            )
+    if not isinstance(recipe.name, str) or not recipe.name or any(c in recipe.name for c in "/\\"):
+        raise ZooError(
+            f"Zoo entry name {recipe.name!r} must be a non-empty string without slashes "
+            "(it is the checkpoint's file name)."
+        )
     return recipe
 
 
@@ -274,9 +297,7 @@ def _block_args(arch: tuple[tuple[str, ...], ...], depth: int):
     return decode_arch_def([list(stage) for stage in arch], depth_multiplier=float(depth))
 
 
-def _mobilenetv3(
-    width: int, depth: int, image_size: int, num_classes: int, **kwargs
-) -> nn.Module:
+def _mobilenetv3(width: int, depth: int, image_size: int, num_classes: int, **kwargs) -> nn.Module:
     from timm.models._efficientnet_builder import round_channels
     from timm.models.mobilenetv3 import MobileNetV3
 
@@ -292,9 +313,7 @@ def _mobilenetv3(
     return MobileNetV3(**{**args, **kwargs})
 
 
-def _efficientnet(
-    width: int, depth: int, image_size: int, num_classes: int, **kwargs
-) -> nn.Module:
+def _efficientnet(width: int, depth: int, image_size: int, num_classes: int, **kwargs) -> nn.Module:
     from timm.models._efficientnet_builder import round_channels
     from timm.models.efficientnet import EfficientNet
 
@@ -338,15 +357,26 @@ def _check_arch(recipe: Recipe) -> None:
         )
 
 
-def build_model(recipe: Recipe | Mapping[str, Any], num_classes: int) -> nn.Module:
+def build_model(
+    recipe: Recipe | Mapping[str, Any], num_classes: int, image_size: int | None = None
+) -> nn.Module:
     """A randomly initialised timm model for ``recipe`` with a ``num_classes``-way head.
 
+    The input side S is ``recipe.image_size``, else ``image_size``, else
+    :data:`emms.digits.IMAGE_SIZE`; it is kept on the model as ``model.emms_image_size``.
     Initialisation uses the global torch RNG: seed it (``torch.manual_seed``) first for a
     reproducible model; :func:`pretrain` does so with ``recipe.seed``.
     """
     if not isinstance(recipe, Recipe):
         recipe = recipe_from_dict(recipe)
     _check_arch(recipe)
+    size = int(recipe.image_size or image_size or IMAGE_SIZE)
+    model = _build(recipe, num_classes, size)
+    model.emms_image_size = size
+    return model
+
+
+def _build(recipe: Recipe, num_classes: int, size: int) -> nn.Module:
     kwargs = dict(recipe.kwargs)
     if recipe.arch.startswith("timm:"):
         import timm
@@ -359,9 +389,7 @@ def build_model(recipe: Recipe | Mapping[str, Any], num_classes: int) -> nn.Modu
             **kwargs,
         )
     try:
-        return FAMILIES[recipe.arch](
-            recipe.width, recipe.depth, recipe.image_size, num_classes, **kwargs
-        )
+        return FAMILIES[recipe.arch](recipe.width, recipe.depth, size, num_classes, **kwargs)
     except TypeError as exc:
         raise ZooError(f"Zoo entry {recipe.name!r}: bad kwargs {kwargs} ({exc}).") from exc
 
@@ -400,15 +428,32 @@ def _train_epochs(
     generator: torch.Generator,
     augment: bool,
     progress_desc: str | None,
+    head_lr: float | None = None,
+    min_steps: int = 0,
 ) -> None:
-    """AdamW with cosine decay to 0; data order (and augmentation) from ``generator``."""
+    """AdamW with cosine decay to 0; data order (and augmentation) from ``generator``.
+
+    ``head_lr`` (if given) is the learning rate of the classifier's parameters, ``lr``
+    that of the rest. Training runs ``epochs`` epochs, or more whole epochs when that
+    gives fewer than ``min_steps`` optimizer steps.
+    """
     from tqdm.auto import tqdm
 
     n = len(images)
     batch_size = min(batch_size, n)
     steps_per_epoch = math.ceil(n / batch_size)
+    if epochs > 0 and min_steps > 0:
+        epochs = max(epochs, math.ceil(min_steps / steps_per_epoch))
     total = max(1, epochs * steps_per_epoch)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    if head_lr is None:
+        groups = [{"params": list(model.parameters()), "lr": lr}]
+    else:
+        head_ids = {id(p) for p in model.get_classifier().parameters()}
+        groups = [
+            {"params": [p for p in model.parameters() if id(p) not in head_ids], "lr": lr},
+            {"params": [p for p in model.parameters() if id(p) in head_ids], "lr": head_lr},
+        ]
+    optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
     )
@@ -448,15 +493,21 @@ def pretrain(
         recipe = recipe_from_dict(recipe)
     images = torch.as_tensor(np.ascontiguousarray(source.images), dtype=torch.float32)
     labels = torch.as_tensor(np.asarray(source.labels), dtype=torch.long)
-    if images.ndim != 4 or images.shape[-1] != recipe.image_size:
+    if images.ndim != 4 or images.shape[-1] != images.shape[-2] or len(images) < 2:
         raise ZooError(
-            f"Zoo entry {recipe.name!r} expects images (N, 1, {recipe.image_size}, "
-            f"{recipe.image_size}), got {tuple(images.shape)}; load the source with "
-            f"image_size={recipe.image_size}."
+            f"The source images must have shape (N, 1, S, S) with N >= 2, got "
+            f"{tuple(images.shape)}; build them with emms.digits.load_source."
+        )
+    size = images.shape[-1]
+    if recipe.image_size is not None and recipe.image_size != size:
+        raise ZooError(
+            f"Zoo entry {recipe.name!r} sets image_size={recipe.image_size} but the source "
+            f"images are {size}x{size}; drop image_size from the recipe or load the source "
+            f"with image_size={recipe.image_size}."
         )
     with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG alone
         torch.manual_seed(recipe.seed)
-        model = build_model(recipe, source.num_classes)
+        model = build_model(recipe, source.num_classes, image_size=size)
         generator = torch.Generator().manual_seed(recipe.seed)
         _train_epochs(
             model,
@@ -544,6 +595,13 @@ def save_checkpoint(
 
     if not isinstance(recipe, Recipe):
         recipe = recipe_from_dict(recipe)
+    size = recipe.image_size or getattr(model, "emms_image_size", None)
+    if size is None:
+        raise ZooError(
+            f"Cannot tell the input size of {recipe.name!r}: set image_size in the recipe or "
+            "build the model with emms.zoo.build_model / pretrain."
+        )
+    recipe = dataclasses.replace(recipe, image_size=int(size))
     weights, sidecar = checkpoint_paths(path)
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     meta = {
@@ -604,18 +662,72 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, Recipe]:
 
 # --------------------------------------------------------------------------- default zoo
 
-#: The default zoo (plain dicts, as they appear in ``params.yaml``). Seven timm families;
-#: quality is spread by width, depth, pre-training epochs, learning rate and augmentation.
+#: The default zoo (plain dicts, as they appear in ``params.yaml``): ten models from seven
+#: timm families. Transfer quality is spread on purpose by width, depth, pre-training
+#: epochs (2 to 40), learning rate and augmentation; the weak entries (``_e2``, ``_e3``,
+#: ``_e10``) stand for under-trained checkpoints. Measured by benchmarks/zoo_budget.py.
 DEFAULT_ZOO: list[dict[str, Any]] = [
-    dict(name="resnet_w16", arch="resnet", width=16, epochs=20, lr=3e-3, augment=True, seed=1),
+    dict(name="resnet_w16", arch="resnet", width=16, epochs=30, lr=3e-3, augment=True, seed=1),
     dict(name="resnet_w8_e3", arch="resnet", width=8, epochs=3, lr=3e-3, augment=False, seed=2),
-    dict(name="convnext_w16", arch="convnext", width=16, epochs=12, lr=2e-3, augment=True, seed=3),
-    dict(name="vit_w64", arch="vit", width=64, depth=2, epochs=20, lr=1e-3, augment=True, seed=4),
-    dict(name="vit_w32_e4", arch="vit", width=32, depth=1, epochs=4, lr=1e-3, augment=False, seed=5),
-    dict(name="mixer_w64", arch="mixer", width=64, depth=2, epochs=10, lr=1e-3, augment=False, seed=6),
-    dict(name="regnet_w16", arch="regnet", width=16, epochs=15, lr=3e-3, augment=True, seed=7),
-    dict(name="mobilenetv3_w16", arch="mobilenetv3", width=16, epochs=8, lr=3e-3, augment=False, seed=8),
-    dict(name="efficientnet_w16", arch="efficientnet", width=16, epochs=6, lr=2e-3, augment=True, seed=9),
+    dict(name="convnext_w16", arch="convnext", width=16, epochs=20, lr=2e-3, augment=True, seed=3),
+    dict(
+        name="vit_w64_d2",
+        arch="vit",
+        width=64,
+        depth=2,
+        epochs=40,
+        lr=1e-3,
+        augment=True,
+        seed=4,
+    ),
+    dict(
+        name="vit_w32_d1_e10",
+        arch="vit",
+        width=32,
+        depth=1,
+        epochs=10,
+        lr=1e-3,
+        augment=False,
+        seed=5,
+    ),
+    dict(
+        name="mixer_w64_d2",
+        arch="mixer",
+        width=64,
+        depth=2,
+        epochs=15,
+        lr=1e-3,
+        augment=False,
+        seed=6,
+    ),
+    dict(name="regnet_w16", arch="regnet", width=16, epochs=30, lr=3e-3, augment=True, seed=7),
+    dict(
+        name="mobilenetv3_w16",
+        arch="mobilenetv3",
+        width=16,
+        epochs=10,
+        lr=3e-3,
+        augment=False,
+        seed=8,
+    ),
+    dict(
+        name="mobilenetv3_w8_e2",
+        arch="mobilenetv3",
+        width=8,
+        epochs=2,
+        lr=3e-3,
+        augment=False,
+        seed=10,
+    ),
+    dict(
+        name="efficientnet_w16",
+        arch="efficientnet",
+        width=16,
+        epochs=12,
+        lr=2e-3,
+        augment=True,
+        seed=9,
+    ),
 ]
 
 
