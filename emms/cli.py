@@ -33,6 +33,9 @@ def _committed_json(path: str) -> dict:
 
 def main(argv=None) -> int:
     from . import pipeline
+    from .digits import RawDataError
+    from .flabels import EncoderUnavailable
+    from .zoo import CheckpointError, ZooError
 
     parser = argparse.ArgumentParser(prog="python -m emms", description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
@@ -80,7 +83,14 @@ def main(argv=None) -> int:
                 )
                 return 1
             print(f"{args.path}: every metric within {tolerance} of the committed value")
-    except (pipeline.ParamsError, pipeline.CacheError) as error:
+    except (
+        pipeline.ParamsError,
+        pipeline.CacheError,
+        RawDataError,
+        CheckpointError,
+        ZooError,
+        EncoderUnavailable,
+    ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -350,6 +350,8 @@ def run_truth(
             lr=recipe["lr"],
             batch_size=recipe["batch_size"],
             weight_decay=recipe["weight_decay"],
+            head_lr=recipe["head_lr"],
+            min_steps=recipe["min_steps"],
             seed=seed,
         )
         rows.append(

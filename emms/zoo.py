@@ -53,6 +53,7 @@ __all__ = [
     "build_model",
     "pretrain",
     "augment_batch",
+    "train_classifier",
     "save_checkpoint",
     "load_checkpoint",
     "checkpoint_paths",
@@ -416,7 +417,7 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return out + _BACKGROUND
 
 
-def _train_epochs(
+def train_classifier(
     model: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor,
@@ -509,7 +510,7 @@ def pretrain(
         torch.manual_seed(recipe.seed)
         model = build_model(recipe, source.num_classes, image_size=size)
         generator = torch.Generator().manual_seed(recipe.seed)
-        _train_epochs(
+        train_classifier(
             model,
             images,
             labels,
@@ -572,7 +573,7 @@ def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
 
 
 def _num_classes(model: nn.Module) -> int:
-    return int(getattr(model, "num_classes"))  # noqa: B009 - every timm classifier has it
+    return int(model.num_classes)  # every timm classifier has it
 
 
 def save_checkpoint(
