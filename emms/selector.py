@@ -101,9 +101,13 @@ class _Backend:
         return self.torch.as_tensor(np.asarray(array), device=self.device).to(self.tdtype)
 
     def numpy64(self, value) -> np.ndarray:
+        return self.numpy(value, np.float64)
+
+    def numpy(self, value, dtype) -> np.ndarray:
         if self.name == "numpy":
-            return np.asarray(value, dtype=np.float64)
-        return value.detach().to("cpu", self.torch.float64).numpy()
+            return np.asarray(value, dtype=dtype)
+        tdtype = self.torch.float32 if dtype == np.float32 else self.torch.float64
+        return value.detach().to("cpu", tdtype).numpy()
 
     def dot(self, a, b, chunk: int = 1 << 20) -> float:
         """Frobenius inner product <a, b>, accumulated in float64 (a float32 sum over
@@ -133,7 +137,7 @@ class _GramFactor:
             self.kind = "cholesky"
         except np.linalg.LinAlgError:
             eigenvalues, eigenvectors = np.linalg.eigh(gram)
-            keep = eigenvalues > eigenvalues.max() * gram.shape[0] * np.finfo(np.float64).eps
+            keep = eigenvalues > eigenvalues.max() * gram.shape[0] * np.finfo(gram.dtype).eps
             self.eigenvalues = eigenvalues[keep]
             self.eigenvectors = eigenvectors[:, keep]
             self.kind = "eigh"
@@ -236,7 +240,10 @@ def emms(
     if solver == "released":
         return _released(be, x, blocks, standardize, ridge)
 
-    gram = be.numpy64(x.T @ x)
+    # D x D algebra in the working precision: float32 work gets its objective from the
+    # direct residual below, so the factorisation only has to pick t.
+    algebra = be.dtype
+    gram = be.numpy(x.T @ x, algebra)
     if ridge:
         gram[np.diag_indices_from(gram)] += ridge * n
     factor = _GramFactor(gram)
@@ -246,19 +253,31 @@ def emms(
         # labels, so no standardised copy of Z is made; X_s^T 1 is ~0 but kept exactly.
         mean, label_scale, zz = label_moments(blocks, standardize=standardize)
         column_sums = be.numpy64(x.sum(0))
-        products, whitened = [], []
-        for block, block_mean, block_scale in zip(blocks, mean, label_scale, strict=True):
-            product = be.numpy64(x.T @ be.contiguous(block))
-            product -= np.outer(column_sums, block_mean)
-            product /= block_scale
-            products.append(product)
-            whitened.append(factor.whiten(product).ravel())
-        flat = np.stack(whitened)
-        weights, objective = simplex_qp((zz - flat @ flat.T) / scale)
+        raw = _raw_products(be, x, label_embeddings, blocks)
+        products = np.empty((d, k * width), dtype=algebra)
+        for i in range(k):
+            block = products[:, i * width : (i + 1) * width]
+            np.subtract(raw[i], np.outer(column_sums, mean[i]), out=block, casting="unsafe")
+            block /= label_scale[i].astype(algebra)
+        whitened = factor.whiten(products)
+        explained = np.empty((k, k))
+        for i in range(k):
+            for j in range(i + 1):
+                explained[i, j] = explained[j, i] = np.einsum(
+                    "ij,ij->",
+                    whitened[:, i * width : (i + 1) * width],
+                    whitened[:, j * width : (j + 1) * width],
+                    dtype=np.float64,
+                )
+        weights, objective = simplex_qp((zz - explained) / scale)
         if be.dtype == np.float32:
             # G = <Z, Z> - <B, A^-1 B> cancels when the fit is good; in float32 that costs
             # digits, so the objective is evaluated directly as the residual at (W(t), t).
-            w = factor.solve(sum(t_k * p for t_k, p in zip(weights, products, strict=True)))
+            mixed = sum(
+                float(t_k) * products[:, i * width : (i + 1) * width]
+                for i, t_k in enumerate(weights)
+            )
+            w = factor.solve(mixed)
             residual = x @ be.put(w)
             offset = np.zeros(width)
             for t_k, block, block_mean, block_scale in zip(
@@ -300,6 +319,26 @@ def emms(
             break
         previous = objective
     return EMMSResult(-objective, t, objective, iteration, converged, solver)
+
+
+def _raw_products(be, x, label_embeddings, blocks) -> list[np.ndarray]:
+    """X^T Z_k for every raw block, (D, L) float64 each. An (N, L, K) C-contiguous array
+    is multiplied in one product as its (N, L K) view, without copying the labels."""
+    k = len(blocks)
+    if (
+        isinstance(label_embeddings, np.ndarray)
+        and label_embeddings.ndim == 3
+        and label_embeddings.flags.c_contiguous
+        and label_embeddings.shape[2] == k
+        and all(
+            block.base is label_embeddings or block.base is label_embeddings.base
+            for block in blocks
+        )
+    ):
+        n = label_embeddings.shape[0]
+        product = be.numpy64(x.T @ be.put(label_embeddings.reshape(n, -1)))
+        return [product[:, i::k] for i in range(k)]
+    return [be.numpy64(x.T @ be.contiguous(block)) for block in blocks]
 
 
 def _released(be, x, blocks, standardize, ridge) -> EMMSResult:
