@@ -76,7 +76,9 @@ def main(argv=None) -> int:
                 tolerance = params["evaluation"]["ci_tolerance"]
             with open(args.path) as stream:
                 fresh = json.load(stream)
-            problems = pipeline.compare_metrics(fresh, _committed_json(args.path), tolerance)
+            committed = _committed_json(args.path)
+            problems = pipeline.compare_metrics(fresh, committed, tolerance)
+            print(f"largest change: {pipeline.max_metric_change(fresh, committed):.6f}")
             if problems:
                 print(
                     f"{len(problems)} metric(s) differ beyond {tolerance}:", *problems, sep="\n  "

@@ -426,6 +426,19 @@ def _flatten(tree, prefix=""):
     return {prefix.rstrip("/"): tree}
 
 
+def max_metric_change(fresh: Mapping, committed: Mapping) -> float:
+    """The largest absolute difference between numeric entries present in both trees."""
+    a, b = _flatten(fresh), _flatten(committed)
+    changes = [
+        abs(a[key] - b[key])
+        for key in set(a) & set(b)
+        if isinstance(a[key], int | float)
+        and isinstance(b[key], int | float)
+        and not (np.isnan(a[key]) or np.isnan(b[key]))
+    ]
+    return max(changes, default=0.0)
+
+
 def compare_metrics(fresh: Mapping, committed: Mapping, tolerance: float) -> list[str]:
     """Entries of two metric trees that differ by more than ``tolerance`` (or are missing)."""
     a, b = _flatten(fresh), _flatten(committed)
