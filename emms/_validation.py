@@ -30,15 +30,16 @@ class HighDimensionWarning(UserWarning):
     """More feature dimensions than samples: least-squares residuals collapse to zero."""
 
 
-def float_dtype(array: np.ndarray, dtype=None) -> np.dtype:
-    """The floating dtype to work in: ``dtype`` if given, else float32 stays float32 and
-    everything else (float64, integers, float16) works in float64."""
-    if dtype is not None:
-        dtype = np.dtype(dtype)
-        if dtype not in (np.float32, np.float64):
-            raise InputError(f"dtype={dtype} is not supported: pass 'float32' or 'float64'.")
-        return dtype
-    return np.dtype(np.float32) if array.dtype == np.float32 else np.dtype(np.float64)
+def float_dtype(dtype=None) -> np.dtype:
+    """The floating dtype to work in: ``dtype`` if given (float32 or float64), else
+    float64, whatever the inputs' dtype: float32 sums over N D terms lose the digits that
+    ill-conditioned features need (see :func:`emms.emms`)."""
+    if dtype is None:
+        return np.dtype(np.float64)
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise InputError(f"dtype={dtype} is not supported: pass 'float32' or 'float64'.")
+    return dtype
 
 
 def _as_real_array(value, name: str) -> np.ndarray:

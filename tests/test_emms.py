@@ -138,7 +138,7 @@ def test_float32_and_torch_give_the_same_numbers(problem):
     reference = emms.emms(features, f_labels)
     in_torch = emms.emms(features, f_labels, backend="torch")
     assert in_torch.objective == pytest.approx(reference.objective, rel=1e-10)
-    single = emms.emms(features.astype(np.float32), f_labels.astype(np.float32))
+    single = emms.emms(features.astype(np.float32), f_labels.astype(np.float32), dtype="float32")
     assert single.objective == pytest.approx(reference.objective, rel=1e-4)
     np.testing.assert_allclose(single.weights, reference.weights, atol=1e-4)
     torch_single = emms.emms(features, f_labels, dtype="float32", backend="torch", solver="paper")
@@ -152,9 +152,24 @@ def test_float32_objective_survives_a_near_perfect_fit():
     assert reference.objective < 0.01
     for solver in ("exact", "paper"):
         single = emms.emms(
-            features.astype(np.float32), f_labels.astype(np.float32), solver=solver, tol=1e-12
+            features.astype(np.float32),
+            f_labels.astype(np.float32),
+            solver=solver,
+            tol=1e-12,
+            dtype="float32",
         )
         assert single.objective == pytest.approx(reference.objective, rel=2e-5), solver
+
+
+def test_float32_inputs_work_in_float64_by_default(problem):
+    features, f_labels = problem
+    reference = emms.emms(features, f_labels)
+    single_inputs = emms.emms(features.astype(np.float32), f_labels.astype(np.float32))
+    rounded = emms.emms(
+        features.astype(np.float32).astype(np.float64), f_labels.astype(np.float32).astype(float)
+    )
+    assert single_inputs.objective == rounded.objective
+    assert single_inputs.objective == pytest.approx(reference.objective, rel=1e-5)
 
 
 def test_torch_tensor_inputs_are_accepted(problem):
@@ -262,9 +277,10 @@ def test_warnings_for_k1_constant_columns_and_high_dimension(problem):
             emms.emms(features, f_labels).score, rel=1e-12
         )
     wide, labels = generative_problem(n=20, d=30, width=3)
-    with pytest.warns(HighDimensionWarning, match="D=30 dimensions for N=20"):
-        collapsed = emms.emms(wide, labels)
-    assert collapsed.objective == pytest.approx(0.0, abs=1e-8)
+    for solver in ("exact", "paper", "released"):
+        with pytest.warns(HighDimensionWarning, match="D=30 dimensions for N=20"):
+            collapsed = emms.emms(wide, labels, solver=solver)
+        assert collapsed.objective == 0.0, solver  # exactly: ties, not rounding noise
     with warnings.catch_warnings():
         warnings.simplefilter("error", HighDimensionWarning)
         assert emms.emms(wide, labels, ridge=0.1).objective > 0.01
