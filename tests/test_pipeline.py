@@ -143,3 +143,15 @@ def test_tiny_pipeline_end_to_end(tmp_path):
     log = _run([*dvc, "repro"], work)
     ran = {line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage")}
     assert ran == {"flabels", "recognition"}, log
+
+
+def test_params_yaml_and_the_code_defaults_describe_the_same_experiment():
+    # DEFAULT_ZOO / FINETUNE_RECIPE serve the benchmarks and API users; params.yaml drives
+    # the pipeline: they must not drift apart.
+    from emms.finetune import FINETUNE_RECIPE
+    from emms.zoo import DEFAULT_ZOO, recipes_from_config
+
+    params = load_params(ROOT / "params.yaml")
+    assert recipes_from_config(params["zoo"]["models"]) == recipes_from_config(DEFAULT_ZOO)
+    recipe = {k: v for k, v in params["finetune"].items() if k != "seeds"}
+    assert recipe == {k: FINETUNE_RECIPE[k] for k in recipe}
