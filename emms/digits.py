@@ -38,13 +38,15 @@ Targets (see :data:`TARGETS`):
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from emms.cache import atomic_write_bytes
 
 __all__ = [
     "RAW_FILES",
@@ -105,17 +107,9 @@ class UnknownTargetError(KeyError):
 
 
 def _atomic_save_npy(array: np.ndarray, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, array, allow_pickle=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def materialize_raw(out_dir: str | os.PathLike) -> list[Path]:

@@ -296,10 +296,8 @@ def emms(
         objective = _clean_zero(objective, zz.diagonal().max() / scale)
         return EMMSResult(-objective, weights, objective, 1, True, solver)
 
-    zs = [be.contiguous(block) for block in blocks]
-    if standardize:
-        zs = [zscore(z) for z in zs]
-    zz = np.array([[be.dot(zs[i], zs[j]) for j in range(k)] for i in range(k)])
+    zs = _standardized_blocks(be, blocks, standardize)
+    zz = label_moments(blocks, standardize=standardize)[2]
 
     def mix(t):
         return sum(float(t_k) * z for t_k, z in zip(t, zs, strict=True))
@@ -324,6 +322,12 @@ def emms(
         previous = objective
     objective = _clean_zero(objective, zz.diagonal().max() / scale)
     return EMMSResult(-objective, t, objective, iteration, converged, solver)
+
+
+def _standardized_blocks(be, blocks, standardize):
+    """The label blocks as contiguous backend arrays, z-scored when asked (new arrays)."""
+    zs = [be.contiguous(block) for block in blocks]
+    return [zscore(z) for z in zs] if standardize else zs
 
 
 def _raw_products(be, x, label_embeddings, blocks) -> list[np.ndarray]:
@@ -355,9 +359,7 @@ def _released(be, x, blocks, standardize, ridge) -> EMMSResult:
             "ridge is not part of the released single pass; use solver='exact' or 'paper'."
         )
     n, width, k = x.shape[0], blocks[0].shape[1], len(blocks)
-    zs = [be.contiguous(block) for block in blocks]
-    if standardize:
-        zs = [zscore(z) for z in zs]
+    zs = _standardized_blocks(be, blocks, standardize)
     target = sum(z / k for z in zs)
     if be.name == "numpy":
         w = np.linalg.lstsq(x, target, rcond=None)[0]

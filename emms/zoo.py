@@ -26,7 +26,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -38,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from emms.cache import atomic_write_bytes, atomic_write_text
 from emms.digits import IMAGE_SIZE, PIXEL_MEAN, PIXEL_STD, SourceDataset
 
 __all__ = [
@@ -559,19 +559,6 @@ def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
     return path.with_name(path.name + ".safetensors"), path.with_name(path.name + ".json")
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _num_classes(model: nn.Module) -> int:
     return int(model.num_classes)  # every timm classifier has it
 
@@ -592,7 +579,7 @@ def save_checkpoint(
     Returns:
         The two written paths. Both are written to temporary files and renamed.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     if not isinstance(recipe, Recipe):
         recipe = recipe_from_dict(recipe)
@@ -614,12 +601,8 @@ def save_checkpoint(
     if extra:
         meta["extra"] = dict(extra)
     text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
-    _atomic_write(weights, lambda tmp: save_file(state, tmp, metadata={"emms": text}))
-
-    def write_json(tmp: str) -> None:
-        Path(tmp).write_text(text, encoding="utf-8")
-
-    _atomic_write(sidecar, write_json)
+    atomic_write_bytes(weights, save(state, metadata={"emms": text}))
+    atomic_write_text(sidecar, text)
     return weights, sidecar
 
 

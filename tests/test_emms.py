@@ -284,3 +284,19 @@ def test_warnings_for_k1_constant_columns_and_high_dimension(problem):
     with warnings.catch_warnings():
         warnings.simplefilter("error", HighDimensionWarning)
         assert emms.emms(wide, labels, ridge=0.1).objective > 0.01
+
+
+def test_reduce_width_is_pca_with_a_fixed_sign():
+    from sklearn.decomposition import PCA
+
+    from emms.preprocessing import reduce_width
+
+    z = np.random.default_rng(3).normal(size=(80, 6)) @ np.diag([5, 4, 3, 2, 1, 0.5])
+    reduced = reduce_width(z, 3)
+    reference = PCA(n_components=3, svd_solver="full").fit(z)
+    scores = reference.transform(z)
+    for j in range(3):
+        sign = np.sign(reduced[:, j] @ scores[:, j])
+        np.testing.assert_allclose(reduced[:, j], sign * scores[:, j], atol=1e-10)
+        loading = reference.components_[j] * sign
+        assert loading[np.abs(loading).argmax()] > 0  # the documented sign convention
