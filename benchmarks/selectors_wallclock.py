@@ -1,6 +1,6 @@
 """Wall-clock time of every registered selector that scores features.
 
-Times each entry of :data:`emms.registry.SELECTORS` whose inputs are features + class
+Times each entry of :data:`emms.selectors.registry.SELECTORS` whose inputs are features + class
 labels or features + F-labels (LEEP and NCE take a source head's outputs and are not
 timed), on synthetic data of a configurable shape, and prints a Markdown table of the
 median over ``--runs`` runs (default 3).
@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 
-from emms.registry import (  # noqa: E402
+from emms.selectors.registry import (  # noqa: E402
     FEATURES_LABEL_EMBEDDINGS,
     FEATURES_LABELS,
     SELECTORS,

@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 
 import emms
-from emms.logme import fixed_point, spectrum
-from emms.preprocessing import standardize
+from emms.selectors.logme import fixed_point, spectrum
+from emms.selectors.preprocessing import standardize
 
 
 def make_inputs(n, d, width, k, seed=0):

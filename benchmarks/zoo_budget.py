@@ -27,10 +27,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from emms.digits import IMAGE_SIZE, TARGETS, load_raw, load_source, load_target, materialize_raw  # noqa: E402
-from emms.features import extract_features  # noqa: E402
-from emms.finetune import FINETUNE_RECIPE, finetune  # noqa: E402
-from emms.zoo import DEFAULT_ZOO, pretrain, recipes_from_config, source_probabilities  # noqa: E402
+from emms.datasets.digits import IMAGE_SIZE, TARGETS, load_raw, load_source, load_target, materialize_raw  # noqa: E402
+from emms.models.features import extract_features  # noqa: E402
+from emms.models.finetune import FINETUNE_RECIPE, finetune  # noqa: E402
+from emms.models.zoo import DEFAULT_ZOO, pretrain, recipes_from_config, source_probabilities  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

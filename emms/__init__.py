@@ -12,7 +12,7 @@ Arrays in, numbers out::
 """
 
 from ._validation import HighDimensionWarning, InputError
-from .baselines import (
+from .selectors.baselines import (
     gbc,
     hscore,
     leep,
@@ -32,9 +32,9 @@ from .evaluation import (
     rel_at_k,
     weighted_tau,
 )
-from .logme import logme, logme_evidence, logme_flabel
-from .registry import SELECTORS, SelectorSpec
-from .selector import EMMSResult, emms
+from .selectors.logme import logme, logme_evidence, logme_flabel
+from .selectors.registry import SELECTORS, SelectorSpec
+from .selectors.emms_selector import EMMSResult, emms
 
 __version__ = "0.1.0"
 

@@ -33,9 +33,9 @@ def _committed_json(path: str) -> dict:
 
 def main(argv=None) -> int:
     from . import pipeline
-    from .digits import RawDataError
-    from .flabels import EncoderUnavailable
-    from .zoo import CheckpointError, ZooError
+    from .datasets.digits import RawDataError
+    from .models.flabels import EncoderUnavailable
+    from .models.zoo import CheckpointError, ZooError
 
     parser = argparse.ArgumentParser(prog="python -m emms", description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")

@@ -86,9 +86,9 @@ _GROUPS = ("data", "zoo", "finetune", "features", "flabels", "evaluation")
 def load_params(path: str | os.PathLike = "params.yaml") -> Params:
     """Read and validate ``params.yaml``; unknown targets, architectures or encoders stop
     here with the list of valid names."""
-    from .digits import TARGETS
-    from .flabels import ENCODERS
-    from .zoo import recipes_from_config
+    from .datasets.digits import TARGETS
+    from .models.flabels import ENCODERS
+    from .models.zoo import recipes_from_config
 
     path = Path(path)
     try:
@@ -147,7 +147,7 @@ def dvc_dir_md5(folder: str | os.PathLike) -> str:
 def materialize_data(raw_dir: str | os.PathLike = "data/raw", dvc_file: str = "data.dvc") -> str:
     """Create the raw data from scikit-learn when absent, then check that its bytes are
     those ``data.dvc`` pins, and store them in the DVC cache. Returns what was done."""
-    from .digits import RAW_FILES, materialize_raw
+    from .datasets.digits import RAW_FILES, materialize_raw
 
     raw_dir = Path(raw_dir)
     created = not all((raw_dir / name).is_file() for name in RAW_FILES)
@@ -169,7 +169,7 @@ def materialize_data(raw_dir: str | os.PathLike = "data/raw", dvc_file: str = "d
 
 def run_data(params: Params, raw_dir="data/raw", out_dir="data/processed") -> None:
     """Build the source task and every target from the raw digits."""
-    from .digits import load_raw, load_source, load_target
+    from .datasets.digits import load_raw, load_source, load_target
 
     arrays = load_raw(raw_dir)
     size = params["data"]["image_size"]
@@ -201,7 +201,7 @@ def run_data(params: Params, raw_dir="data/raw", out_dir="data/processed") -> No
 
 def load_processed_target(data_dir, name: str):
     """A :class:`emms.digits.TargetDataset` from the ``data`` stage's output."""
-    from .digits import TargetDataset
+    from .datasets.digits import TargetDataset
 
     folder = Path(data_dir) / name
     meta_path = folder / "meta.json"
@@ -219,7 +219,7 @@ def load_processed_target(data_dir, name: str):
 
 
 def _load_source(data_dir):
-    from .digits import SourceDataset
+    from .datasets.digits import SourceDataset
 
     folder = Path(data_dir) / "source"
     meta = json.loads((folder / "meta.json").read_text())
@@ -236,7 +236,7 @@ def _load_source(data_dir):
 
 def run_zoo(params: Params, data_dir="data/processed", out_dir="models") -> None:
     """Pre-train every recipe of ``zoo.models`` on the source task."""
-    from .zoo import pretrain, recipes_from_config, save_checkpoint
+    from .models.zoo import pretrain, recipes_from_config, save_checkpoint
 
     source = _load_source(data_dir)
     recipes = recipes_from_config(params["zoo"]["models"])
@@ -254,8 +254,8 @@ def run_zoo(params: Params, data_dir="data/processed", out_dir="models") -> None
 def run_features(params: Params, data_dir="data/processed", models_dir="models", out_dir="cache"):
     """Features (input of the final classifier) and source-class probabilities of every
     model on every target's training split."""
-    from .features import extract_features
-    from .zoo import load_checkpoint, source_probabilities
+    from .models.features import extract_features
+    from .models.zoo import load_checkpoint, source_probabilities
 
     batch = params["features"]["batch_size"]
     targets = {name: load_processed_target(data_dir, name) for name in params.targets}
@@ -284,7 +284,7 @@ SHUFFLED_PREFIX = "shuffled-"
 
 def run_flabels(params: Params, data_dir="data/processed", out_dir="cache/flabels") -> None:
     """Embed every training label of every target with every encoder."""
-    from .flabels import embed_texts, load_encoder
+    from .models.flabels import embed_texts, load_encoder
 
     template = params["flabels"]["template"]
     targets = {name: load_processed_target(data_dir, name) for name in params.targets}
@@ -335,7 +335,7 @@ def run_truth(
     params: Params, data_dir="data/processed", models_dir="models", out="cache/truth/finetune.csv"
 ):
     """Fine-tune every model on every target with every seed (one fixed recipe)."""
-    from .finetune import finetune
+    from .models.finetune import finetune
 
     recipe = params["finetune"]
     targets = {name: load_processed_target(data_dir, name) for name in params.targets}

@@ -4,14 +4,13 @@ The independent recomputations of every selector (brute-force loops, direct form
 are in ``test_baselines_reference.py``.
 """
 
-import importlib.util
 from functools import partial
 
 import numpy as np
 import pytest
 
 from emms._validation import HighDimensionWarning, InputError
-from emms.baselines import (
+from emms.selectors.baselines import (
     gbc,
     hscore,
     leep,
@@ -23,7 +22,7 @@ from emms.baselines import (
     transrate,
     transrate_flabel,
 )
-from emms.registry import (
+from emms.selectors.registry import (
     FEATURES_LABEL_EMBEDDINGS,
     FEATURES_LABELS,
     LABEL_FORMATS,
@@ -395,13 +394,10 @@ def test_registry_entries_score_through_the_spec():
 
 
 def test_registry_entries_of_logme_and_emms():
-    for module in ("emms.logme", "emms.selector"):
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(f"{module} is not available yet")
     features, labels = blobs()
     embeddings = flabels_of(labels)
-    from emms.logme import logme, logme_flabel
-    from emms.selector import emms
+    from emms.selectors.logme import logme, logme_flabel
+    from emms.selectors.emms_selector import emms
 
     assert SELECTORS["logme"](features, labels) == logme(features, labels)
     assert SELECTORS["logme_flabel"](features, embeddings) == logme_flabel(features, embeddings)

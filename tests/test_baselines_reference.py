@@ -14,7 +14,7 @@ from sklearn.decomposition import PCA
 from sklearn.mixture import GaussianMixture
 from sklearn.preprocessing import StandardScaler
 
-from emms.baselines import (
+from emms.selectors.baselines import (
     gbc,
     hscore,
     leep,
@@ -26,7 +26,7 @@ from emms.baselines import (
     transrate,
     transrate_flabel,
 )
-from emms.baselines.sfda import _fisher_posteriors
+from emms.selectors.baselines.sfda import _fisher_posteriors
 
 
 def data(n=60, d=5, c=3, shift=1.5, seed=0):

@@ -5,8 +5,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from emms import digits
-from emms.digits import (
+from emms.datasets import digits
+from emms.datasets.digits import (
     DIGIT_NAMES,
     IMAGE_SIZE,
     LOWSHOT_SHOTS,

@@ -289,7 +289,7 @@ def test_warnings_for_k1_constant_columns_and_high_dimension(problem):
 def test_reduce_width_is_pca_with_a_fixed_sign():
     from sklearn.decomposition import PCA
 
-    from emms.preprocessing import reduce_width
+    from emms.selectors.preprocessing import reduce_width
 
     z = np.random.default_rng(3).normal(size=(80, 6)) @ np.diag([5, 4, 3, 2, 1, 0.5])
     reduced = reduce_width(z, 3)

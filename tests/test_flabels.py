@@ -4,7 +4,7 @@ ignores padding, controls behave, missing weights stop with a clear message."""
 import numpy as np
 import pytest
 
-from emms.flabels import (
+from emms.models.flabels import (
     EncoderUnavailable,
     TransformerTextEncoder,
     embed_texts,

@@ -65,7 +65,7 @@ def test_compare_metrics_reports_drift_and_missing_entries():
 
 
 def test_raw_data_hash_matches_the_dvc_pin(tmp_path):
-    from emms.digits import materialize_raw
+    from emms.datasets.digits import materialize_raw
 
     materialize_raw(tmp_path / "raw")
     pinned = yaml.safe_load((ROOT / "data.dvc").read_text())["outs"][0]["md5"]
@@ -148,8 +148,8 @@ def test_tiny_pipeline_end_to_end(tmp_path):
 def test_params_yaml_and_the_code_defaults_describe_the_same_experiment():
     # DEFAULT_ZOO / FINETUNE_RECIPE serve the benchmarks and API users; params.yaml drives
     # the pipeline: they must not drift apart.
-    from emms.finetune import FINETUNE_RECIPE
-    from emms.zoo import DEFAULT_ZOO, recipes_from_config
+    from emms.models.finetune import FINETUNE_RECIPE
+    from emms.models.zoo import DEFAULT_ZOO, recipes_from_config
 
     params = load_params(ROOT / "params.yaml")
     assert recipes_from_config(params["zoo"]["models"]) == recipes_from_config(DEFAULT_ZOO)

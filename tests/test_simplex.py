@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.optimize
 
-from emms.simplex import simplex_qp, sparsemax
+from emms.selectors.simplex import simplex_qp, sparsemax
 
 
 def _grid(k, steps):

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from emms._validation import check_probabilities
-from emms.digits import IMAGE_SIZE, SourceDataset, TargetDataset, load_source, load_target
-from emms.features import extract_features
-from emms.finetune import FINETUNE_RECIPE, finetune
-from emms.zoo import (
+from emms.datasets.digits import IMAGE_SIZE, SourceDataset, TargetDataset, load_source, load_target
+from emms.models.features import extract_features
+from emms.models.finetune import FINETUNE_RECIPE, finetune
+from emms.models.zoo import (
     DEFAULT_ZOO,
     FAMILIES,
     CheckpointError,
@@ -153,7 +153,7 @@ def test_augment_batch_deterministic_and_keeps_background():
     a = augment_batch(x, torch.Generator().manual_seed(1))
     b = augment_batch(x, torch.Generator().manual_seed(1))
     assert torch.equal(a, b) and a.shape == x.shape and not torch.equal(a, x)
-    from emms.zoo import _BACKGROUND
+    from emms.models.zoo import _BACKGROUND
 
     blank = torch.full((2, 1, 16, 16), _BACKGROUND)
     torch.testing.assert_close(augment_batch(blank, torch.Generator()), blank)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from .._validation import InputError, check_features, check_labels
+from emms._validation import InputError, check_features, check_labels
 from ._common import canonical_order, pca
 
 __all__ = ["parc"]

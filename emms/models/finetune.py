@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from emms.digits import TargetDataset
-from emms.zoo import load_checkpoint, predict_logits, train_classifier
+from emms.datasets.digits import TargetDataset
+from emms.models.zoo import load_checkpoint, predict_logits, train_classifier
 
 __all__ = ["FINETUNE_RECIPE", "finetune"]
 

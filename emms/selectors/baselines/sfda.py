@@ -43,7 +43,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
-from .._validation import InputError, check_features, check_labels
+from emms._validation import InputError, check_features, check_labels
 from ._common import class_counts, class_means, require_per_class, softmax_rows
 
 __all__ = ["sfda"]

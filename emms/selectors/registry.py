@@ -2,7 +2,7 @@
 
 ``SELECTORS[name]`` is a :class:`SelectorSpec`; calling it scores one model::
 
-    from emms.registry import SELECTORS, selectors_for
+    from emms.selectors.registry import SELECTORS, selectors_for
     spec = SELECTORS["sfda"]
     spec(features, labels)                           # -> float, higher is better
     for spec in selectors_for(needs=FEATURES_LABEL_EMBEDDINGS, label_format="text"):
@@ -111,7 +111,7 @@ def _logme_flabel(features, label_embeddings) -> float:
 
 
 def _emms(features, label_embeddings) -> float:
-    from .selector import emms
+    from .emms_selector import emms
 
     return emms(features, label_embeddings).score
 

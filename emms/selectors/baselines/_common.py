@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
-from .._validation import InputError
+from emms._validation import InputError
 
 __all__ = [
     "as_float64",

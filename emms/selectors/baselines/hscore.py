@@ -25,7 +25,7 @@ import warnings
 import numpy as np
 from scipy import linalg
 
-from .._validation import HighDimensionWarning, InputError, check_features, check_labels
+from emms._validation import HighDimensionWarning, InputError, check_features, check_labels
 from ._common import class_counts, class_means
 
 __all__ = ["hscore"]

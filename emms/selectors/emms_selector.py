@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
-from ._validation import InputError, check_features, float_dtype, warn_if_high_dimensional
+from emms._validation import InputError, check_features, float_dtype, warn_if_high_dimensional
 from .preprocessing import as_label_embedding_stack, label_moments
 from .preprocessing import standardize as zscore
 from .simplex import simplex_qp, sparsemax

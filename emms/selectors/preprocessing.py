@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._validation import InputError, _as_real_array, _check_finite
+from emms._validation import InputError, _as_real_array, _check_finite
 
 __all__ = ["EPS", "standardize", "label_moments", "as_label_embedding_stack", "reduce_width"]
 

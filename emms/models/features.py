@@ -21,7 +21,7 @@ def extract_features(model: nn.Module, images, batch_size: int = 256) -> np.ndar
     Args:
         model: a timm classifier (any head: the source head or a fine-tuned one).
         images: float32 array or tensor of shape (N, 1, S, S), as built by
-            :mod:`emms.digits`.
+            :mod:`emms.datasets.digits`.
         batch_size: images per forward pass; the result does not depend on it beyond
             floating-point rounding, and is bit-identical for a fixed batch size.
 
@@ -35,7 +35,7 @@ def extract_features(model: nn.Module, images, batch_size: int = 256) -> np.ndar
     if x.ndim != 4:
         raise ValueError(
             f"images must have shape (N, C, S, S), got {tuple(x.shape)}; build them with "
-            "emms.digits.load_target / load_source."
+            "emms.datasets.digits.load_target / load_source."
         )
     if len(x) == 0:
         raise ValueError("images is empty: there is nothing to extract features from.")

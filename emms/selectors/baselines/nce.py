@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import InputError, check_labels
+from emms._validation import InputError, check_labels
 
 __all__ = ["nce"]
 

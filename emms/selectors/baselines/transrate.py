@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
-from .._validation import InputError, check_features, check_labels
+from emms._validation import InputError, check_features, check_labels
 
 __all__ = ["transrate", "transrate_flabel"]
 
@@ -146,7 +146,7 @@ def transrate_flabel(
     Cost: R(Z) once, O(N D min(N, D) + min(N, D)^3); then per column O(N log N) for the
     bins and sum_b O(N_b D min(N_b, D) + min(N_b, D)^3) with N_b ~ N / n_bins.
     """
-    from ..preprocessing import as_label_embedding_stack
+    from emms.selectors.preprocessing import as_label_embedding_stack
 
     f = check_features(features)
     blocks = as_label_embedding_stack(label_embeddings, f.shape[0])

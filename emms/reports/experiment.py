@@ -15,17 +15,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .cache import load_array
-from .evaluation import evaluate_ranking
-from .pipeline import load_flabels, load_processed_target
-from .registry import (
+from emms.cache import load_array
+from emms.evaluation import evaluate_ranking
+from emms.pipeline import load_flabels, load_processed_target
+from emms.selectors.registry import (
     FEATURES_LABEL_EMBEDDINGS,
     FEATURES_LABELS,
     SELECTORS,
     SOURCE_LABELS_LABELS,
     SOURCE_PROBS_LABELS,
 )
-from .selector import emms
+from emms.selectors.emms_selector import emms
 
 __all__ = [
     "TargetInputs",

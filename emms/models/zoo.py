@@ -2,7 +2,7 @@
 
 DESIGN.md section 4. No pre-trained vision weights exist offline, so every zoo model starts
 from random initialisation and is pre-trained here on the SOURCE task of
-:mod:`emms.digits` (10-way digit classification of the SOURCE pool). Transfer quality
+:mod:`emms.datasets.digits` (10-way digit classification of the SOURCE pool). Transfer quality
 varies across the zoo on purpose: the recipes differ in family (seven timm families),
 width, depth, pre-training epochs, learning rate and augmentation.
 
@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from emms.cache import atomic_write_bytes, atomic_write_text
-from emms.digits import IMAGE_SIZE, PIXEL_MEAN, PIXEL_STD, SourceDataset
+from emms.datasets.digits import IMAGE_SIZE, PIXEL_MEAN, PIXEL_STD, SourceDataset
 
 __all__ = [
     "FAMILIES",
@@ -364,7 +364,7 @@ def build_model(
     """A randomly initialised timm model for ``recipe`` with a ``num_classes``-way head.
 
     The input side S is ``recipe.image_size``, else ``image_size``, else
-    :data:`emms.digits.IMAGE_SIZE`; it is kept on the model as ``model.emms_image_size``.
+    :data:`emms.datasets.digits.IMAGE_SIZE`; it is kept on the model as ``model.emms_image_size``.
     Initialisation uses the global torch RNG: seed it (``torch.manual_seed``) first for a
     reproducible model; :func:`pretrain` does so with ``recipe.seed``.
     """
@@ -497,7 +497,7 @@ def pretrain(
     if images.ndim != 4 or images.shape[-1] != images.shape[-2] or len(images) < 2:
         raise ZooError(
             f"The source images must have shape (N, 1, S, S) with N >= 2, got "
-            f"{tuple(images.shape)}; build them with emms.digits.load_source."
+            f"{tuple(images.shape)}; build them with emms.datasets.digits.load_source."
         )
     size = images.shape[-1]
     if recipe.image_size is not None and recipe.image_size != size:
@@ -587,7 +587,7 @@ def save_checkpoint(
     if size is None:
         raise ZooError(
             f"Cannot tell the input size of {recipe.name!r}: set image_size in the recipe or "
-            "build the model with emms.zoo.build_model / pretrain."
+            "build the model with emms.models.zoo.build_model / pretrain."
         )
     recipe = dataclasses.replace(recipe, image_size=int(size))
     weights, sidecar = checkpoint_paths(path)

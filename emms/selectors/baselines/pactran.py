@@ -51,7 +51,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import optimize, special
 
-from .._validation import InputError, check_features, check_labels, check_probabilities
+from emms._validation import InputError, check_features, check_labels, check_probabilities
 from ._common import class_counts, class_means
 from .nleep import gmm_posteriors
 

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from .cache import atomic_write_bytes  # noqa: E402
+from emms.cache import atomic_write_bytes  # noqa: E402
 
 __all__ = [
     "save_figure",
