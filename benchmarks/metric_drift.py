@@ -18,12 +18,15 @@ from pathlib import Path
 import pandas as pd
 
 from emms.evaluation import METRICS
-from emms.pipeline import load_truth
+from emms.paths import TaskPaths
+from emms.reports.experiment import load_truth
+from emms.tasks import get_task
 
 
 def main() -> None:
     scores = pd.read_csv("reports/tables/recognition/scores.csv")
-    truth = load_truth()
+    task = get_task("recognition")
+    truth = load_truth(task, TaskPaths(task.name))
     committed = json.loads(Path("reports/metrics/recognition.json").read_text())
     worst: dict[str, float] = {}
     for seed, per_seed in truth.groupby("seed"):

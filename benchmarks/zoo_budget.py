@@ -1,4 +1,4 @@
-"""Time budget and signal-to-noise of the embedded image zoo (DESIGN.md section 4).
+"""Time budget and signal-to-noise of the embedded image zoo (README, "Embedded benchmark").
 
 Runs the whole image side of the embedded benchmark on 2 CPU threads: materialise the raw
 digits, pre-train every DEFAULT_ZOO model, extract features (and source probabilities) on
@@ -27,7 +27,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from emms.datasets.digits import IMAGE_SIZE, TARGETS, load_raw, load_source, load_target, materialize_raw  # noqa: E402
+from emms.datasets.digits import (  # noqa: E402
+    IMAGE_SIZE,
+    TARGETS,
+    load_raw,
+    load_source,
+    load_target,
+    materialize_raw,
+)
 from emms.models.features import extract_features  # noqa: E402
 from emms.models.finetune import FINETUNE_RECIPE, finetune  # noqa: E402
 from emms.models.zoo import DEFAULT_ZOO, pretrain, recipes_from_config, source_probabilities  # noqa: E402

@@ -9,59 +9,49 @@ Arrays in, numbers out::
     emms.logme_flabel(features, label_embeddings)       # LogME on the F-labels
     emms.weighted_tau(scores, truth)                    # the paper's evaluation
     emms.SELECTORS["leep"](source_probs, labels)        # every baseline, by name
+
+The names below are imported on first use, so a pipeline stage that imports
+``emms.stages.zoo`` does not load the selectors (and ``dvc.yaml`` need not list them).
 """
 
-from ._validation import HighDimensionWarning, InputError
-from .selectors.baselines import (
-    gbc,
-    hscore,
-    leep,
-    nce,
-    nleep,
-    pactran,
-    parc,
-    sfda,
-    transrate,
-    transrate_flabel,
-)
-from .evaluation import (
-    Estimate,
-    evaluate_ranking,
-    kendall_tau,
-    pearson,
-    rel_at_k,
-    weighted_tau,
-)
-from .selectors.logme import logme, logme_evidence, logme_flabel
-from .selectors.registry import SELECTORS, SelectorSpec
-from .selectors.emms_selector import EMMSResult, emms
+from importlib import import_module
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "SELECTORS",
-    "SelectorSpec",
-    "gbc",
-    "hscore",
-    "leep",
-    "nce",
-    "nleep",
-    "pactran",
-    "parc",
-    "sfda",
-    "transrate",
-    "transrate_flabel",
-    "EMMSResult",
-    "Estimate",
-    "HighDimensionWarning",
-    "InputError",
-    "emms",
-    "evaluate_ranking",
-    "kendall_tau",
-    "logme",
-    "logme_evidence",
-    "logme_flabel",
-    "pearson",
-    "rel_at_k",
-    "weighted_tau",
-]
+#: public name -> the module that defines it
+_EXPORTS = {
+    "HighDimensionWarning": "emms._validation",
+    "InputError": "emms._validation",
+    "Estimate": "emms.evaluation",
+    "evaluate_ranking": "emms.evaluation",
+    "kendall_tau": "emms.evaluation",
+    "pearson": "emms.evaluation",
+    "rel_at_k": "emms.evaluation",
+    "weighted_tau": "emms.evaluation",
+    "logme": "emms.selectors.logme",
+    "logme_evidence": "emms.selectors.logme",
+    "logme_flabel": "emms.selectors.logme",
+    "SELECTORS": "emms.selectors.registry",
+    "SelectorSpec": "emms.selectors.registry",
+    "EMMSResult": "emms.selectors.emms_selector",
+    "emms": "emms.selectors.emms_selector",
+}
+
+_BASELINES = "emms.selectors.baselines"  # its __all__ lists the baseline functions
+
+
+def __getattr__(name):
+    if name == "__all__":
+        return sorted([*_EXPORTS, *import_module(_BASELINES).__all__])
+    module = _EXPORTS.get(name)
+    if module is None and name in import_module(_BASELINES).__all__:
+        module = _BASELINES
+    if module is None:
+        raise AttributeError(f"module 'emms' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__getattr__("__all__")))

@@ -1,13 +1,16 @@
-"""``python -m emms STAGE``: the pipeline steps that ``dvc.yaml`` runs.
+"""``python -m emms STAGE --task TASK``: the pipeline steps that ``dvc.yaml`` runs.
 
-materialize-data   data/raw from scikit-learn, checked against data.dvc
-data               data/processed: the source task and the targets
-zoo                models/: pre-train the zoo
-features           cache/features, cache/source_probs
-flabels            cache/flabels
-truth              cache/truth/finetune.csv: fine-tuning ground truth
-notebook NAME      reports/NAME.ipynb and .html (papermill)
-compare-metrics    fresh vs committed metrics (CI)
+materialize-data [--dataset D]   data/raw/D from its package, checked against its pins
+data      --task T               data/processed/T: source task and targets
+zoo       --task T               models/T: pre-train the zoo
+features  --task T               cache/T/features: features (+ source probabilities)
+flabels   --task T               cache/T/flabels: labels -> text -> embeddings
+truth     --task T               cache/T/truth.csv: fine-tuning ground truth
+report    --task T               reports/T.ipynb and .html (papermill)
+compare-metrics PATH             fresh vs committed metrics (CI)
+params-table                     the README's params table, from the schema
+
+Every error the user can fix prints one line and exits with status 2.
 """
 
 from __future__ import annotations
@@ -21,78 +24,135 @@ import sys
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+STAGES = ("data", "zoo", "features", "flabels", "truth", "report")
+
+
+class UsageError(RuntimeError):
+    """A CLI argument names something that is not there."""
+
 
 def _committed_json(path: str) -> dict:
     shown = subprocess.run(
         ["git", "show", f"HEAD:{path}"], capture_output=True, text=True, check=False
     )
     if shown.returncode != 0:
-        raise SystemExit(f"no committed {path} to compare with: {shown.stderr.strip()}")
+        raise UsageError(f"no committed {path} to compare with: {shown.stderr.strip()}")
     return json.loads(shown.stdout)
 
 
-def main(argv=None) -> int:
-    from . import pipeline
-    from .datasets.digits import RawDataError
-    from .models.flabels import EncoderUnavailable
-    from .models.zoo import CheckpointError, ZooError
+def _compare(path: str, tolerance: float | None, params_path: str) -> int:
+    from .params import load_params
+    from .reports.metrics import compare_metrics, max_metric_change
 
+    if tolerance is None:
+        tolerance = load_params(params_path).evaluation.ci_tolerance
+    try:
+        with open(path) as stream:
+            fresh = json.load(stream)
+    except FileNotFoundError:
+        raise UsageError(f"{path} not found; run `make repro` first.") from None
+    except json.JSONDecodeError as error:
+        raise UsageError(f"{path} is not valid JSON ({error}).") from None
+    committed = _committed_json(path)
+    problems = compare_metrics(fresh, committed, tolerance)
+    print(f"largest change: {max_metric_change(fresh, committed):.6f}")
+    if problems:
+        print(f"{len(problems)} metric(s) differ beyond {tolerance}:", *problems, sep="\n  ")
+        return 1
+    print(f"{path}: every metric within {tolerance} of the committed value")
+    return 0
+
+
+def _record_imports(stage: str) -> None:
+    """With $EMMS_RECORD_IMPORTS set, append the emms source files this process imported
+    (tests/test_house.py compares them with the stage's deps in dvc.yaml)."""
+    target = os.environ.get("EMMS_RECORD_IMPORTS")
+    if not target:
+        return
+    files = sorted(
+        os.path.relpath(module.__file__)
+        for name, module in list(sys.modules.items())
+        if (name == "emms" or name.startswith("emms.")) and getattr(module, "__file__", None)
+    )
+    with open(target, "a") as stream:
+        stream.write(json.dumps({"stage": stage, "files": files}) + "\n")
+
+
+#: The errors a user can fix, by module: each prints one line. A module that is not
+#: imported cannot have raised its error, so none is imported just to catch it (a stage
+#: imports only the code it runs; see _record_imports).
+_USER_ERRORS = {
+    "emms._validation": ("InputError",),
+    "emms.cache": ("CacheError",),
+    "emms.cli": ("UsageError",),
+    "emms.datasets.digits": ("RawDataError", "UnknownTargetError"),
+    "emms.models.flabels": ("EncoderUnavailable",),
+    "emms.models.zoo": ("CheckpointError", "ZooError"),
+    "emms.params": ("ParamsError",),
+    "emms.reports.notebook": ("ReportError",),
+    "emms.stages.materialize": ("RawPinError",),
+    "emms.tasks": ("UnknownTaskError",),
+    "emms.tasks.base": ("TaskNotBuilt",),
+}
+
+
+def _is_user_error(error: BaseException) -> bool:
+    for module_name, names in _USER_ERRORS.items():
+        module = sys.modules.get(module_name)
+        if module is not None and isinstance(error, tuple(getattr(module, n) for n in names)):
+            return True
+    return False
+
+
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m emms", description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--params", default="params.yaml", help="the params file")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("materialize-data")
-    commands.add_parser("data")
-    commands.add_parser("zoo")
-    commands.add_parser("features")
-    commands.add_parser("flabels")
-    commands.add_parser("truth")
-    notebook = commands.add_parser("notebook")
-    notebook.add_argument("name")
+    materialize = commands.add_parser("materialize-data")
+    materialize.add_argument("--dataset", default=None, help="default: every embedded one")
+    for stage in STAGES:
+        commands.add_parser(stage).add_argument("--task", required=True)
     compare = commands.add_parser("compare-metrics")
     compare.add_argument("path", help="metrics JSON, compared with its committed version")
     compare.add_argument("--tolerance", type=float, default=None)
+    commands.add_parser("params-table")
     args = parser.parse_args(argv)
 
     try:
-        if args.command == "materialize-data":
-            print(pipeline.materialize_data())
-            return 0
-        params = pipeline.load_params(args.params)
-        if args.command == "data":
-            pipeline.run_data(params)
-        elif args.command == "zoo":
-            pipeline.run_zoo(params)
-        elif args.command == "features":
-            pipeline.run_features(params)
-        elif args.command == "flabels":
-            pipeline.run_flabels(params)
-        elif args.command == "truth":
-            pipeline.run_truth(params)
-        elif args.command == "notebook":
-            pipeline.run_notebook(args.name, params)
-        elif args.command == "compare-metrics":
-            tolerance = args.tolerance
-            if tolerance is None:
-                tolerance = params["evaluation"]["ci_tolerance"]
-            with open(args.path) as stream:
-                fresh = json.load(stream)
-            committed = _committed_json(args.path)
-            problems = pipeline.compare_metrics(fresh, committed, tolerance)
-            print(f"largest change: {pipeline.max_metric_change(fresh, committed):.6f}")
-            if problems:
-                print(
-                    f"{len(problems)} metric(s) differ beyond {tolerance}:", *problems, sep="\n  "
-                )
-                return 1
-            print(f"{args.path}: every metric within {tolerance} of the committed value")
-    except (
-        pipeline.ParamsError,
-        pipeline.CacheError,
-        RawDataError,
-        CheckpointError,
-        ZooError,
-        EncoderUnavailable,
-    ) as error:
+        return _run(args)
+    except Exception as error:
+        if not _is_user_error(error):
+            raise
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+def _run(args) -> int:
+    import importlib
+
+    from .params import load_params, params_table
+
+    if args.command == "materialize-data":
+        from .stages.materialize import _embedded, materialize
+
+        datasets = [args.dataset] if args.dataset else sorted(_embedded())
+        for dataset in datasets:
+            print(materialize(dataset))
+        subprocess.run(
+            [sys.executable, "-m", "dvc", "commit", "--force", "--quiet", "data.dvc"], check=True
+        )
+        return 0
+    if args.command == "compare-metrics":
+        return _compare(args.path, args.tolerance, args.params)
+    if args.command == "params-table":
+        print(params_table(), end="")
+        return 0
+    from .tasks import get_task
+
+    params = load_params(args.params)
+    task = get_task(args.task)
+    params.task(task.name)
+    stage = importlib.import_module(f"emms.stages.{args.command}")
+    stage.run(task, params)
+    _record_imports(f"{args.command}@{task.name}")
     return 0

@@ -58,7 +58,7 @@ def test_raw_content(raw):
 
 
 def test_load_raw_missing_names_file_and_fix(tmp_path):
-    with pytest.raises(RawDataError, match=r"images\.npy.*python -m emms data"):
+    with pytest.raises(RawDataError, match=r"images\.npy.*python -m emms materialize-data"):
         load_raw(tmp_path)
 
 
@@ -77,18 +77,29 @@ def test_load_raw_rejects_wrong_dtype_range_and_pickles(tmp_path, raw):
     np.save(tmp_path / "targets.npy", targets)
     np.save(tmp_path / "images.npy", images.astype(np.float64))
     with pytest.raises(RawDataError, match="dtype float64"):
-        load_raw(tmp_path)
+        load_raw(tmp_path, verify=False)
     bad = images.copy()
     bad[0, 0, 0] = 17
     np.save(tmp_path / "images.npy", bad)
     with pytest.raises(RawDataError, match="0..16"):
-        load_raw(tmp_path)
+        load_raw(tmp_path, verify=False)
     np.save(tmp_path / "images.npy", images[:-1])
     with pytest.raises(RawDataError, match="corrupt"):
-        load_raw(tmp_path)
+        load_raw(tmp_path, verify=False)
     np.save(tmp_path / "images.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(RawDataError, match="images.npy"):
+        load_raw(tmp_path, verify=False)
+
+
+def test_load_raw_refuses_bytes_other_than_the_pinned_ones(tmp_path, raw):
+    images, targets = raw
+    flipped = targets.copy()
+    flipped[0] = (flipped[0] + 1) % 10  # one valid label changed: passes every range check
+    np.save(tmp_path / "images.npy", images)
+    np.save(tmp_path / "targets.npy", flipped)
+    with pytest.raises(RawDataError, match=r"targets\.npy has SHA-256 .* not the pinned"):
         load_raw(tmp_path)
+    load_raw(tmp_path, verify=False)  # the same bytes are otherwise valid
 
 
 def test_pools_disjoint_complete_stratified(raw):

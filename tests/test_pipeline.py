@@ -1,5 +1,6 @@
-"""The DVC pipeline: params validation, the data pin, metric comparison, and the whole
-pipeline (papermill included) on tests/data/params-tiny.yaml in a scratch copy."""
+"""The DVC pipeline end to end on tests/data/params-tiny.yaml, in a scratch copy: the data
+pin, every stage, papermill, a no-op second run, narrow reruns, and that every stage's
+imports are listed as its deps in dvc.yaml."""
 
 import json
 import os
@@ -11,80 +12,40 @@ from pathlib import Path
 import pytest
 import yaml
 
-from emms.pipeline import ParamsError, compare_metrics, dvc_dir_md5, label_texts, load_params
-
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "data" / "params-tiny.yaml"
 
 
-def _write_params(tmp_path, edit):
-    raw = yaml.safe_load(TINY.read_text())
-    edit(raw)
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
-
-
-def test_project_params_are_valid():
-    params = load_params(ROOT / "params.yaml")
-    assert len(params.models) >= 8 and len(params.targets) >= 3 and len(params.encoders) >= 2
-
-
-@pytest.mark.parametrize(
-    ("edit", "message"),
-    [
-        (lambda p: p["data"]["targets"].append("mnist"), r"unknown dataset\(s\) \['mnist'\]"),
-        (lambda p: p["flabels"]["encoders"].append("word2vec"), r"unknown encoder\(s\)"),
-        (lambda p: p["zoo"]["models"][0].update(arch="alexnet"), "zoo.models"),
-        (lambda p: p["zoo"]["models"].append(dict(p["zoo"]["models"][0])), "unique"),
-        (lambda p: p.pop("finetune"), r"lacks the group\(s\) \['finetune'\]"),
-    ],
-)
-def test_bad_params_name_the_problem(tmp_path, edit, message):
-    with pytest.raises(ParamsError, match=message):
-        load_params(_write_params(tmp_path, edit))
-
-
-def test_label_texts_use_the_template():
-    assert label_texts(["zero", "one"], [1, 0], "a handwritten {name}") == [
-        "a handwritten one",
-        "a handwritten zero",
-    ]
-    with pytest.raises(ParamsError, match="must contain"):
-        label_texts(["zero"], [0], "a handwritten digit")
-
-
-def test_compare_metrics_reports_drift_and_missing_entries():
-    committed = {"d": {"emms": {"weighted_tau": 0.5, "pearson": 0.1}}}
-    assert compare_metrics(committed, committed, 0.0) == []
-    fresh = {"d": {"emms": {"weighted_tau": 0.53}}}
-    problems = compare_metrics(fresh, committed, 0.02)
-    assert any("weighted_tau" in p and "0.53" in p for p in problems)
-    assert any("pearson: only in committed" in p for p in problems)
-    assert compare_metrics(fresh, {"d": {"emms": {"weighted_tau": 0.52}}}, 0.02) == []
-
-
-def test_raw_data_hash_matches_the_dvc_pin(tmp_path):
-    from emms.datasets.digits import materialize_raw
-
-    materialize_raw(tmp_path / "raw")
-    pinned = yaml.safe_load((ROOT / "data.dvc").read_text())["outs"][0]["md5"]
-    assert dvc_dir_md5(tmp_path / "raw") == pinned
-    (tmp_path / "raw" / "targets.npy").write_bytes(b"not the digits")
-    assert dvc_dir_md5(tmp_path / "raw") != pinned
-
-
-def _run(args, cwd):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", DVC_NO_ANALYTICS="1")
+def _env(**extra):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", DVC_NO_ANALYTICS="1", **extra)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    return env
+
+
+def _run(args, cwd, **extra):
+    done = subprocess.run(args, cwd=cwd, env=_env(**extra), capture_output=True, text=True)
     assert done.returncode == 0, f"{args} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done.stdout + done.stderr
 
 
-@pytest.mark.slow
-def test_tiny_pipeline_end_to_end(tmp_path):
-    work = tmp_path / "project"
+def _stage_deps(work) -> dict[str, list[str]]:
+    """Every generated stage (``name@task``) and its deps, as DVC resolves dvc.yaml."""
+    code = (
+        "import json; from dvc.repo import Repo; r = Repo('.');"
+        "print(json.dumps({s.addressing: [str(d.def_path) for d in s.deps]"
+        " for s in r.index.stages if s.addressing.count('@')}))"
+    )
+    return json.loads(_run([sys.executable, "-c", code], work).strip().splitlines()[-1])
+
+
+def _covered(path: str, deps: list[str]) -> bool:
+    return any(path == dep or path.startswith(dep.rstrip("/") + "/") for dep in deps)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """The tiny pipeline, run once; its stage import log."""
+    work = tmp_path_factory.mktemp("pipeline") / "project"
     work.mkdir()
     for name in ("dvc.yaml", "data.dvc", "notebooks", "emms"):
         source = ROOT / name
@@ -94,19 +55,15 @@ def test_tiny_pipeline_end_to_end(tmp_path):
     dvc = [sys.executable, "-m", "dvc"]
     _run([*dvc, "init", "--no-scm", "-q"], work)
     _run([*dvc, "config", "core.analytics", "false"], work)
-
-    # a corrupted raw file is caught against the pin in data.dvc
-    (work / "data" / "raw").mkdir(parents=True)
-    (work / "data" / "raw" / "images.npy").write_bytes(b"junk")
-    (work / "data" / "raw" / "targets.npy").write_bytes(b"junk")
-    failed = subprocess.run(
-        [sys.executable, "-m", "emms", "materialize-data"], cwd=work, capture_output=True, text=True
-    )
-    assert failed.returncode != 0 and "the bytes differ" in failed.stderr
-    shutil.rmtree(work / "data" / "raw")
-
+    imports = work.parent / "imports.jsonl"
     _run([sys.executable, "-m", "emms", "materialize-data"], work)
-    _run([*dvc, "repro"], work)
+    _run([*dvc, "repro"], work, EMMS_RECORD_IMPORTS=str(imports))
+    return work, imports
+
+
+@pytest.mark.slow
+def test_tiny_pipeline_writes_every_report_file(built):
+    work, _ = built
     reports = work / "reports"
     for path in (
         "recognition.ipynb",
@@ -116,42 +73,77 @@ def test_tiny_pipeline_end_to_end(tmp_path):
         "figures/recognition/weighted_tau.svg",
         "tables/recognition/weighted_tau.md",
         "tables/recognition/headline.csv",
+        "timings/recognition.json",
     ):
         assert (reports / path).is_file(), path
     metrics = json.loads((reports / "metrics" / "recognition.json").read_text())
     assert set(metrics) >= {"digits10", "shapes3"}
-    tau = metrics["digits10"]["emms"]["weighted_tau"]
-    assert -1.0 <= tau <= 1.0
+    assert -1.0 <= metrics["digits10"]["emms"]["weighted_tau"] <= 1.0
     executed = json.loads((reports / "recognition.ipynb").read_text())
     errors = [
-        o
-        for c in executed["cells"]
-        for o in c.get("outputs", [])
-        if o.get("output_type") == "error"
+        o for c in executed["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"
     ]
     assert not errors
+    timings = json.loads((reports / "timings" / "recognition.json").read_text())
+    assert set(timings) == {"data", "zoo", "features", "flabels", "truth", "report"}
 
-    # a second repro reruns nothing
+
+@pytest.mark.slow
+def test_every_stage_lists_the_code_it_imports(built):
+    work, imports = built
+    deps = _stage_deps(work)
+    records = [json.loads(line) for line in imports.read_text().splitlines()]
+    assert {r["stage"] for r in records} == set(deps)
+    for record in records:
+        stage = record["stage"]
+        missing = [f for f in record["files"] if not _covered(f, deps[stage])]
+        assert not missing, f"{stage} imports {missing} but dvc.yaml does not list them"
+
+
+@pytest.mark.slow
+def test_outputs_are_pure_and_reruns_are_narrow(built):
+    work, _ = built
+    dvc = [sys.executable, "-m", "dvc"]
+    # nothing in a cached output depends on the clock: a second repro reruns nothing
     again = _run([*dvc, "repro"], work)
     assert "Running stage" not in again
+    # editing report code leaves zoo / features / truth untouched
+    with open(work / "emms" / "reports" / "plotting.py", "a") as stream:
+        stream.write("\n# an edit to the report code\n")
+    status = json.loads(_run([*dvc, "status", "--json"], work).split("\n", 1)[0] or "{}")
+    assert set(status) == {"report@recognition"}, status
     # changing one param reruns only what depends on it
     params = yaml.safe_load((work / "params.yaml").read_text())
-    params["flabels"]["template"] = "the handwritten {name}"
+    params["recognition"]["flabels"]["template"] = "the handwritten {name}"
     (work / "params.yaml").write_text(yaml.safe_dump(params))
-    status = json.loads(_run([*dvc, "status", "--json"], work).split("\n", 1)[0] or "{}")
-    assert set(status) == {"flabels"}, status
     log = _run([*dvc, "repro"], work)
     ran = {line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage")}
-    assert ran == {"flabels", "recognition"}, log
+    assert ran == {"flabels@recognition", "report@recognition"}, log
 
 
-def test_params_yaml_and_the_code_defaults_describe_the_same_experiment():
-    # DEFAULT_ZOO / FINETUNE_RECIPE serve the benchmarks and API users; params.yaml drives
-    # the pipeline: they must not drift apart.
-    from emms.models.finetune import FINETUNE_RECIPE
-    from emms.models.zoo import DEFAULT_ZOO, recipes_from_config
-
-    params = load_params(ROOT / "params.yaml")
-    assert recipes_from_config(params["zoo"]["models"]) == recipes_from_config(DEFAULT_ZOO)
-    recipe = {k: v for k, v in params["finetune"].items() if k != "seeds"}
-    assert recipe == {k: FINETUNE_RECIPE[k] for k in recipe}
+@pytest.mark.slow
+def test_corrupt_raw_data_stops_every_reader(built, tmp_path):
+    work, _ = built
+    raw = work / "data" / "raw" / "digits" / "targets.npy"
+    good = raw.read_bytes()
+    try:
+        raw.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))  # one bit of one label
+        failed = subprocess.run(
+            [sys.executable, "-m", "emms", "data", "--task", "recognition"],
+            cwd=work,
+            env=_env(),
+            capture_output=True,
+            text=True,
+        )
+        assert failed.returncode == 2
+        assert "not the pinned" in failed.stderr and "Traceback" not in failed.stderr
+        failed = subprocess.run(
+            [sys.executable, "-m", "emms", "materialize-data"],
+            cwd=work,
+            env=_env(),
+            capture_output=True,
+            text=True,
+        )
+        assert failed.returncode == 2 and "not the pinned" in failed.stderr
+    finally:
+        raw.write_bytes(good)

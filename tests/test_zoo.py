@@ -1,6 +1,7 @@
 """The embedded vision zoo: recipes, models, checkpoints, features, fine-tuning."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,9 +10,8 @@ import torch
 from emms._validation import check_probabilities
 from emms.datasets.digits import IMAGE_SIZE, SourceDataset, TargetDataset, load_source, load_target
 from emms.models.features import extract_features
-from emms.models.finetune import FINETUNE_RECIPE, finetune
+from emms.models.finetune import finetune
 from emms.models.zoo import (
-    DEFAULT_ZOO,
     FAMILIES,
     CheckpointError,
     Recipe,
@@ -19,7 +19,6 @@ from emms.models.zoo import (
     augment_batch,
     build_model,
     checkpoint_paths,
-    default_recipes,
     load_checkpoint,
     predict_logits,
     pretrain,
@@ -28,6 +27,7 @@ from emms.models.zoo import (
     save_checkpoint,
     source_probabilities,
 )
+from emms.params import load_params
 
 TINY = dict(name="tiny", arch="resnet", width=8, epochs=1, lr=3e-3, augment=True, seed=0)
 
@@ -77,8 +77,14 @@ def _same_state(a, b):
 # --------------------------------------------------------------------------- recipes
 
 
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = load_params(ROOT / "params.yaml").task("recognition")
+DEFAULT_ZOO = PARAMS.zoo.models
+FINETUNE_RECIPE = PARAMS.finetune.model_dump(exclude={"seeds"})
+
+
 def test_default_zoo_is_diverse_and_valid():
-    recipes = default_recipes()
+    recipes = PARAMS.zoo.recipes()
     assert len(recipes) >= 8
     assert len({r.arch for r in recipes}) >= 4
     assert len({r.name for r in recipes}) == len(recipes)
@@ -254,4 +260,4 @@ def test_finetune_is_deterministic_for_a_seed(tmp_path, tiny_model, target):
 
 def test_finetune_rejects_bad_recipe(tiny_model, target):
     with pytest.raises(ValueError, match="lr"):
-        finetune(tiny_model, target, epochs=1, lr=0.0, batch_size=8, seed=0)
+        finetune(tiny_model, target, **{**FINETUNE_RECIPE, "epochs": 1, "lr": 0.0}, seed=0)

@@ -1,7 +1,7 @@
 """The image side of the embedded benchmark: scikit-learn's handwritten digits.
 
-DESIGN.md section 4. Nothing here downloads anything: the 1,797 8x8 digits ship inside
-scikit-learn. The data flow is
+The embedded image data (README, "Embedded benchmark"). Nothing here downloads anything:
+the 1,797 8x8 digits ship inside scikit-learn. The data flow is
 
     load_digits() --materialize_raw--> raw/images.npy, raw/targets.npy   (the DVC data)
     raw --split_pools--> SOURCE pool (pre-training) | TARGET pool (transfer targets)
@@ -75,6 +75,16 @@ __all__ = [
 ]
 
 RAW_FILES = ("images.npy", "targets.npy")
+#: The pin of the raw data, reviewed in git: SHA-256 of each file written by
+#: :func:`materialize_raw` from scikit-learn 1.9.1's digits. ``data.dvc`` pins the same
+#: bytes for DVC, but DVC may rewrite that file; this one only a commit changes, and
+#: :func:`load_raw` refuses any other bytes.
+RAW_SHA256 = {
+    "images.npy": "88e52eb3e11cb9cc0130dc8fc4b6256aa919b3275fec17e6c2f880e1ae8d34ae",
+    "targets.npy": "0e1c5e26d7ec59f910975e2cd61b6b76bc67b4bfaa8a4233726a6038d8e62a2c",
+}
+#: The hash DVC gives the same folder (``data.dvc``, out ``data/raw/digits``).
+RAW_DVC_MD5 = "4f2a13eba068a88c31761cb7183c5a08.dir"
 N_DIGITS = 1797
 IMAGE_SIZE = 32
 POOL_SEED = 0
@@ -89,7 +99,7 @@ SHAPE_GROUPS: tuple[tuple[str, tuple[int, ...]], ...] = (
 )
 LOWSHOT_SHOTS = 10
 NOISE_SIGMA = 0.25
-_FIX = "run `python -m emms data` (or `dvc pull`) to recreate it"
+_FIX = "run `python -m emms materialize-data` (or `dvc pull`) to recreate it"
 
 
 class RawDataError(FileNotFoundError):
@@ -151,8 +161,11 @@ def _validate(images: np.ndarray, targets: np.ndarray, where: str, *, require_fu
         raise RawDataError(f"{where}: digit labels must lie in 0..9.")
 
 
-def load_raw(raw_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+def load_raw(raw_dir: str | os.PathLike, *, verify: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Read and validate the files written by :func:`materialize_raw`.
+
+    ``verify`` (default) checks each file's SHA-256 against :data:`RAW_SHA256`; only tests
+    of the validation itself turn it off.
 
     Returns:
         ``(images, targets)``: uint8 (1797, 8, 8) with values 0..16, int64 (1797,).
@@ -161,12 +174,21 @@ def load_raw(raw_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         RawDataError: a file is missing, truncated, not a .npy array, or has the wrong
             dtype, shape or value range. The message names the file and the fix.
     """
+    import hashlib
+
     raw = Path(raw_dir)
     arrays = []
     for name, dtype in zip(RAW_FILES, (np.uint8, np.int64), strict=True):
         path = raw / name
         if not path.is_file():
             raise RawDataError(f"Raw digits file {path} is missing; {_FIX}.")
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if verify and digest != RAW_SHA256[name]:
+            raise RawDataError(
+                f"Raw digits file {path} has SHA-256 {digest[:12]}..., not the pinned "
+                f"{RAW_SHA256[name][:12]}... (emms/datasets/digits.py RAW_SHA256): the bytes "
+                f"were edited or come from another scikit-learn. Delete {raw} and {_FIX}."
+            )
         try:
             array = np.load(path, allow_pickle=False)
         except Exception as exc:  # truncated, not a .npy, a pickled object array...

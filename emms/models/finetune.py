@@ -1,8 +1,9 @@
 """Ground truth for the embedded image benchmark: fine-tune a zoo model on a target.
 
-DESIGN.md section 4: each zoo model is fine-tuned on each target with ONE fixed recipe
-(:data:`FINETUNE_RECIPE`) and several seeds; the test accuracy is the truth the selectors
-are ranked against. All layers are trained; the source head is replaced by a freshly
+README, "Embedded benchmark": each zoo model is fine-tuned on each target with ONE fixed
+recipe (``params.yaml``, ``recognition.finetune``: AdamW with cosine decay, the new head at
+a 10x learning rate, at least ``min_steps`` steps) and several seeds; the test accuracy is
+the truth the selectors are ranked against. All layers are trained; the source head is replaced by a freshly
 initialised head for the target classes. Fine-tuning is short on purpose, so what the
 backbone learnt in pre-training decides the result.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import os
-from typing import Any
 
 import numpy as np
 import torch
@@ -20,30 +20,20 @@ from torch import nn
 from emms.datasets.digits import TargetDataset
 from emms.models.zoo import load_checkpoint, predict_logits, train_classifier
 
-__all__ = ["FINETUNE_RECIPE", "finetune"]
-
-#: The one fine-tuning recipe used for every model and target: AdamW with cosine decay to
-#: 0, no augmentation, all layers trained at ``lr``, the new head at ``head_lr`` (10x, the
-#: usual discriminative rate, so a random head does not wreck the pre-trained features in
-#: the first steps), ``epochs`` epochs or at least ``min_steps`` optimizer steps (the
-#: 100-image low-shot target gets 80 steps instead of 20). Measured with
-#: benchmarks/zoo_budget.py: zoo spread >= 36x the seed std on every target.
-FINETUNE_RECIPE: dict[str, Any] = dict(
-    epochs=5, lr=5e-4, head_lr=5e-3, batch_size=32, weight_decay=0.05, min_steps=80
-)
+__all__ = ["finetune"]
 
 
 def finetune(
     model_or_checkpoint: nn.Module | str | os.PathLike,
     target: TargetDataset,
     *,
-    epochs: int = FINETUNE_RECIPE["epochs"],
-    lr: float = FINETUNE_RECIPE["lr"],
-    batch_size: int = FINETUNE_RECIPE["batch_size"],
+    epochs: int,
+    lr: float,
+    batch_size: int,
     seed: int = 0,
-    weight_decay: float = FINETUNE_RECIPE["weight_decay"],
-    head_lr: float | None = FINETUNE_RECIPE["head_lr"],
-    min_steps: int = FINETUNE_RECIPE["min_steps"],
+    weight_decay: float,
+    head_lr: float | None,
+    min_steps: int,
     progress: bool = False,
 ) -> float:
     """Fine-tune all layers on ``target.train_*`` and return the accuracy on ``target.test_*``.

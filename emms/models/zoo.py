@@ -1,6 +1,6 @@
 """The embedded vision zoo: small timm backbones pre-trained inside the pipeline.
 
-DESIGN.md section 4. No pre-trained vision weights exist offline, so every zoo model starts
+README, "Embedded benchmark". No pre-trained vision weights exist offline, so every zoo model starts
 from random initialisation and is pre-trained here on the SOURCE task of
 :mod:`emms.datasets.digits` (10-way digit classification of the SOURCE pool). Transfer quality
 varies across the zoo on purpose: the recipes differ in family (seven timm families),
@@ -42,14 +42,12 @@ from emms.datasets.digits import IMAGE_SIZE, PIXEL_MEAN, PIXEL_STD, SourceDatase
 
 __all__ = [
     "FAMILIES",
-    "DEFAULT_ZOO",
     "CHECKPOINT_FORMAT",
     "Recipe",
     "ZooError",
     "CheckpointError",
     "recipe_from_dict",
     "recipes_from_config",
-    "default_recipes",
     "build_model",
     "pretrain",
     "augment_batch",
@@ -642,79 +640,3 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, Recipe]:
         ) from exc
     model.eval()
     return model, recipe
-
-
-# --------------------------------------------------------------------------- default zoo
-
-#: The default zoo (plain dicts, as they appear in ``params.yaml``): ten models from seven
-#: timm families. Transfer quality is spread on purpose by width, depth, pre-training
-#: epochs (2 to 40), learning rate and augmentation; the weak entries (``_e2``, ``_e3``,
-#: ``_e10``) stand for under-trained checkpoints. Measured by benchmarks/zoo_budget.py.
-DEFAULT_ZOO: list[dict[str, Any]] = [
-    dict(name="resnet_w16", arch="resnet", width=16, epochs=30, lr=3e-3, augment=True, seed=1),
-    dict(name="resnet_w8_e3", arch="resnet", width=8, epochs=3, lr=3e-3, augment=False, seed=2),
-    dict(name="convnext_w16", arch="convnext", width=16, epochs=20, lr=2e-3, augment=True, seed=3),
-    dict(
-        name="vit_w64_d2",
-        arch="vit",
-        width=64,
-        depth=2,
-        epochs=40,
-        lr=1e-3,
-        augment=True,
-        seed=4,
-    ),
-    dict(
-        name="vit_w32_d1_e10",
-        arch="vit",
-        width=32,
-        depth=1,
-        epochs=10,
-        lr=1e-3,
-        augment=False,
-        seed=5,
-    ),
-    dict(
-        name="mixer_w64_d2",
-        arch="mixer",
-        width=64,
-        depth=2,
-        epochs=15,
-        lr=1e-3,
-        augment=False,
-        seed=6,
-    ),
-    dict(name="regnet_w16", arch="regnet", width=16, epochs=30, lr=3e-3, augment=True, seed=7),
-    dict(
-        name="mobilenetv3_w16",
-        arch="mobilenetv3",
-        width=16,
-        epochs=10,
-        lr=3e-3,
-        augment=False,
-        seed=8,
-    ),
-    dict(
-        name="mobilenetv3_w8_e2",
-        arch="mobilenetv3",
-        width=8,
-        epochs=2,
-        lr=3e-3,
-        augment=False,
-        seed=10,
-    ),
-    dict(
-        name="efficientnet_w16",
-        arch="efficientnet",
-        width=16,
-        epochs=12,
-        lr=2e-3,
-        augment=True,
-        seed=9,
-    ),
-]
-
-
-def default_recipes() -> list[Recipe]:
-    """:data:`DEFAULT_ZOO` as validated :class:`Recipe` objects."""
-    return recipes_from_config(DEFAULT_ZOO)

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from emms.cache import load_array
+from emms.cache import CacheError, load_array
 from emms.evaluation import evaluate_ranking
-from emms.pipeline import load_flabels, load_processed_target
+from emms.paths import TaskPaths
+from emms.selectors.emms_selector import emms
 from emms.selectors.registry import (
     FEATURES_LABEL_EMBEDDINGS,
     FEATURES_LABELS,
@@ -25,12 +26,12 @@ from emms.selectors.registry import (
     SOURCE_LABELS_LABELS,
     SOURCE_PROBS_LABELS,
 )
-from emms.selectors.emms_selector import emms
 
 __all__ = [
     "TargetInputs",
     "load_target_inputs",
-    "METHODS",
+    "load_flabels",
+    "load_truth",
     "score_zoo",
     "truth_summary",
     "evaluate_methods",
@@ -43,63 +44,66 @@ class TargetInputs:
     """Everything the selectors see for one target (training split only)."""
 
     dataset: str
-    labels: np.ndarray  # (N,) class ids
-    class_names: list[str]
+    labels: np.ndarray  # (N,) class ids, or None for non-class labels
+    class_names: list[str] | None
     features: dict[str, np.ndarray]  # model -> (N, D)
-    source_probs: dict[str, np.ndarray]  # model -> (N, Z)
+    source_probs: dict[str, np.ndarray]  # model -> (N, Z); empty without a source head
     flabels: np.ndarray | list  # (N, L, K), K encoders in ``encoders`` order
     encoders: list[str]
 
 
+def load_flabels(paths: TaskPaths, target: str, encoders: Sequence[str]):
+    """The F-labels of ``target`` stacked as (N, L, K), K = len(encoders), each block
+    checked to be the named encoder's embedding of this task's target."""
+    blocks = [
+        load_array(
+            paths.flabels(target, name),
+            expect={"task": paths.task, "dataset": target, "split": "train", "encoder": name},
+        )[0]
+        for name in encoders
+    ]
+    widths = {block.shape[1] for block in blocks}
+    if len(widths) == 1:
+        return np.stack(blocks, axis=2)
+    return blocks  # unequal widths: emms.emms reduces them (documented there)
+
+
+def load_truth(task, paths: TaskPaths) -> pd.DataFrame:
+    """The fine-tuning table (one row per dataset, model, seed) of ``task``."""
+    if not paths.truth.is_file():
+        raise CacheError(f"{paths.truth} is missing; run `dvc repro truth@{task.name}`.")
+    table = pd.read_csv(paths.truth)
+    expected = task.truth_columns
+    if tuple(table.columns) != expected:
+        raise CacheError(
+            f"{paths.truth} has columns {list(table.columns)}, expected {list(expected)}; "
+            f"rerun `dvc repro truth@{task.name}`."
+        )
+    return table
+
+
 def load_target_inputs(
-    dataset: str,
-    models: Sequence[str],
-    encoders: Sequence[str],
-    *,
-    data_dir="data/processed",
-    cache_dir="cache",
+    task, dataset: str, models: Sequence[str], encoders: Sequence[str], root="."
 ) -> TargetInputs:
-    """Read one target's cached inputs; every array is checked against its sidecar."""
-    target = load_processed_target(data_dir, dataset)
-    expect = {"dataset": dataset, "split": "train"}
+    """Read one target's cached inputs; every array is checked against its sidecar
+    (task, dataset, split, and the model or encoder that made it)."""
+    paths = TaskPaths(task.name, root)
+    target = task.load_target(paths, dataset)
     features, probs = {}, {}
     for model in models:
-        features[model] = load_array(
-            Path(cache_dir) / "features" / dataset / f"{model}.npy", expect=expect
-        )[0]
-        probs[model] = load_array(
-            Path(cache_dir) / "source_probs" / dataset / f"{model}.npy", expect=expect
-        )[0]
+        expect = {"task": task.name, "dataset": dataset, "split": "train", "model": model}
+        features[model] = load_array(paths.features(dataset, model), expect=expect)[0]
+        if task.has_source_probs:
+            probs[model] = load_array(paths.source_probs(dataset, model), expect=expect)[0]
     return TargetInputs(
         dataset=dataset,
-        labels=target.train_labels,
-        class_names=list(target.class_names),
+        labels=np.asarray(target.train_labels) if task.label_format == "class" else None,
+        class_names=target.class_names,
         features=features,
         source_probs=probs,
-        flabels=load_flabels(cache_dir, dataset, encoders),
+        flabels=load_flabels(paths, dataset, encoders),
         encoders=list(encoders),
     )
-
-
-def _emms_solver(solver):
-    def score(features, label_embeddings):
-        return emms(features, label_embeddings, solver=solver)
-
-    return score
-
-
-#: method -> (display name, needs, callable). EMMS appears once per solver; the exact
-#: solver's weights are kept for the report.
-METHODS: dict[str, tuple[str, str, object]] = {
-    "emms": ("EMMS (exact)", FEATURES_LABEL_EMBEDDINGS, _emms_solver("exact")),
-    "emms_paper": ("EMMS (paper)", FEATURES_LABEL_EMBEDDINGS, _emms_solver("paper")),
-    "emms_released": ("EMMS (released)", FEATURES_LABEL_EMBEDDINGS, _emms_solver("released")),
-    **{
-        name: (spec.label, spec.needs, spec.function)
-        for name, spec in SELECTORS.items()
-        if name != "emms"
-    },
-}
 
 
 def _inputs_for(needs: str, inputs: TargetInputs, model: str):
@@ -125,31 +129,38 @@ def score_zoo(
     """
     from tqdm.auto import tqdm
 
-    methods = list(METHODS) if methods is None else list(methods)
-    unknown = set(methods) - set(METHODS)
+    available = [
+        name
+        for name, spec in SELECTORS.items()
+        if inputs.labels is not None or spec.needs == FEATURES_LABEL_EMBEDDINGS
+    ]
+    methods = available if methods is None else list(methods)
+    unknown = set(methods) - set(available)
     if unknown:
-        raise KeyError(f"unknown method(s) {sorted(unknown)}; choose from {sorted(METHODS)}")
+        raise KeyError(f"unknown method(s) {sorted(unknown)}; choose from {sorted(available)}")
     rows, weights = [], []
     jobs = [(model, method) for model in inputs.features for method in methods]
     for model, method in tqdm(jobs, desc=f"scoring {inputs.dataset}", disable=not progress):
-        label, needs, function = METHODS[method]
-        first, second = _inputs_for(needs, inputs, model)
+        spec = SELECTORS[method]
+        first, second = _inputs_for(spec.needs, inputs, model)
         start = time.perf_counter()
-        value = function(first, second)
-        seconds = time.perf_counter() - start
-        if hasattr(value, "weights"):
-            if method == "emms":
-                weights += [
-                    {"dataset": inputs.dataset, "model": model, "encoder": enc, "weight": w}
-                    for enc, w in zip(inputs.encoders, value.weights, strict=True)
-                ]
-            value = value.score
+        if method == "emms":  # the registry's EMMS entry, keeping the weights for the report
+            result = emms(first, second)
+            seconds = time.perf_counter() - start
+            value = result.score
+            weights += [
+                {"dataset": inputs.dataset, "model": model, "encoder": enc, "weight": w}
+                for enc, w in zip(inputs.encoders, result.weights, strict=True)
+            ]
+        else:
+            value = spec(first, second)
+            seconds = time.perf_counter() - start
         rows.append(
             {
                 "dataset": inputs.dataset,
                 "model": model,
                 "method": method,
-                "label": label,
+                "label": spec.label,
                 "score": float(value),
                 "seconds": seconds,
             }
@@ -157,10 +168,10 @@ def score_zoo(
     return pd.DataFrame(rows), pd.DataFrame(weights)
 
 
-def truth_summary(truth: pd.DataFrame) -> pd.DataFrame:
-    """Mean, std and standard error of the test accuracy over seeds, per (dataset, model),
+def truth_summary(truth: pd.DataFrame, metric: str = "test_accuracy") -> pd.DataFrame:
+    """Mean, std and standard error of the truth metric over seeds, per (dataset, model),
     plus per dataset the spread across the zoo and its ratio to the mean seed std."""
-    grouped = truth.groupby(["dataset", "model"])["test_accuracy"]
+    grouped = truth.groupby(["dataset", "model"])[metric]
     summary = grouped.agg(mean="mean", std=lambda a: a.std(ddof=1), seeds="count").reset_index()
     summary["sem"] = summary["std"] / np.sqrt(summary["seeds"])
     per_dataset = summary.groupby("dataset").agg(
@@ -225,7 +236,7 @@ def headline(
                 reference["gain_over_logme_flabel_percent"],
                 reference["speedup_over_logme_flabel"],
             ],
-            "embedded (digits, this run)": [
+            "embedded (this run)": [
                 100 * float(gain),
                 float(seconds["logme_flabel"] / seconds["emms"]),
             ],

@@ -45,6 +45,7 @@ import numpy as np
 import scipy.linalg
 
 from emms._validation import InputError, check_features, float_dtype, warn_if_high_dimensional
+
 from .preprocessing import as_label_embedding_stack, label_moments
 from .preprocessing import standardize as zscore
 from .simplex import simplex_qp, sparsemax

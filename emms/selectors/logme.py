@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from emms._validation import check_features, check_labels, check_targets
+
 from .preprocessing import as_label_embedding_stack, standardize
 
 __all__ = ["logme", "logme_flabel", "logme_evidence", "spectrum", "fixed_point"]

@@ -1,4 +1,4 @@
-"""Column standardisation and the shaping of label embeddings (DESIGN.md §2).
+"""Column standardisation and the shaping of label embeddings (README, "The method"; paper §3.2).
 
 The authors' release z-scores every column of the features and of each F-label with the
 population standard deviation and adds 1e-8 to it; :func:`standardize` does the same,

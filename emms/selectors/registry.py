@@ -110,10 +110,14 @@ def _logme_flabel(features, label_embeddings) -> float:
     return logme_flabel(features, label_embeddings)
 
 
-def _emms(features, label_embeddings) -> float:
-    from .emms_selector import emms
+def _emms_solver(solver: str):
+    def score(features, label_embeddings) -> float:
+        from .emms_selector import emms
 
-    return emms(features, label_embeddings).score
+        return emms(features, label_embeddings, solver=solver).score
+
+    score.__name__ = f"emms_{solver}"
+    return score
 
 
 def _spec(name, function, needs, label, reference, label_formats=CLASS_ONLY) -> SelectorSpec:
@@ -180,10 +184,26 @@ SELECTORS: dict[str, SelectorSpec] = {
         ),
         _spec(
             "emms",
-            _emms,
+            _emms_solver("exact"),
             FEATURES_LABEL_EMBEDDINGS,
-            "EMMS",
-            "Meng et al., 2023, NeurIPS",
+            "EMMS (exact)",
+            "Meng et al., 2023, NeurIPS (closed-form solver of the same objective)",
+            ANY_FORMAT,
+        ),
+        _spec(
+            "emms_paper",
+            _emms_solver("paper"),
+            FEATURES_LABEL_EMBEDDINGS,
+            "EMMS (paper)",
+            "Meng et al., 2023, NeurIPS (the paper's alternating minimisation)",
+            ANY_FORMAT,
+        ),
+        _spec(
+            "emms_released",
+            _emms_solver("released"),
+            FEATURES_LABEL_EMBEDDINGS,
+            "EMMS (released)",
+            "Meng et al., 2023, NeurIPS (one pass, as the public code)",
             ANY_FORMAT,
         ),
     )

@@ -1,6 +1,6 @@
 """Exact minimisation of a convex quadratic over the probability simplex, and sparsemax.
 
-Both weight steps of EMMS (DESIGN.md §2) are problems of the form
+Both weight steps of EMMS (README, "The method"; paper §3.3) are problems of the form
 
     min over t in simplex_K:   q(t) = t^T A t - 2 b^T t,     A (K x K) symmetric PSD,
 

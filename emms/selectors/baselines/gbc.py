@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from emms._validation import InputError, check_features, check_labels
+
 from ._common import class_means, pca, require_per_class
 
 __all__ = ["gbc"]

@@ -26,6 +26,7 @@ import numpy as np
 from scipy import linalg
 
 from emms._validation import HighDimensionWarning, InputError, check_features, check_labels
+
 from ._common import class_counts, class_means
 
 __all__ = ["hscore"]

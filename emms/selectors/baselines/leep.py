@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from emms._validation import check_features, check_labels, check_probabilities
+
 from ._common import class_means
 
 __all__ = ["leep"]

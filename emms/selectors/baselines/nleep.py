@@ -28,6 +28,7 @@ import warnings
 import numpy as np
 
 from emms._validation import InputError, check_features, check_labels
+
 from ._common import canonical_order, pca
 from .leep import _leep_score
 

@@ -52,6 +52,7 @@ import numpy as np
 from scipy import optimize, special
 
 from emms._validation import InputError, check_features, check_labels, check_probabilities
+
 from ._common import class_counts, class_means
 from .nleep import gmm_posteriors
 

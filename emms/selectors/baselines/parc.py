@@ -26,6 +26,7 @@ import numpy as np
 from scipy import stats
 
 from emms._validation import InputError, check_features, check_labels
+
 from ._common import canonical_order, pca
 
 __all__ = ["parc"]

@@ -44,6 +44,7 @@ import numpy as np
 from scipy import linalg
 
 from emms._validation import InputError, check_features, check_labels
+
 from ._common import class_counts, class_means, require_per_class, softmax_rows
 
 __all__ = ["sfda"]
