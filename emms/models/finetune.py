@@ -4,8 +4,8 @@ README, "Embedded benchmark": each zoo model is fine-tuned on each target with O
 recipe (``params.yaml``, ``recognition.finetune``: AdamW with cosine decay, the new head at
 a 10x learning rate, at least ``min_steps`` steps) and several seeds; the test accuracy is
 the truth the selectors are ranked against. All layers are trained; the source head is
-replaced by a freshly initialised head for the target classes. Fine-tuning is short on purpose, so what the
-backbone learnt in pre-training decides the result.
+replaced by a freshly initialised head for the target classes. Fine-tuning is short on
+purpose, so what the backbone learnt in pre-training decides the result.
 """
 
 from __future__ import annotations
