@@ -5,6 +5,7 @@ Arrays in, numbers out::
     import emms
     result = emms.emms(features, label_embeddings)      # (N, D), (N, L, K)
     result.score, result.weights                        # float, (K,) on the simplex
+    emms.emms_evidence(features, label_embeddings)      # ridge by max evidence (D >= N ok)
     emms.logme(features, labels)                        # classification LogME
     emms.logme_flabel(features, label_embeddings)       # LogME on the F-labels
     emms.weighted_tau(scores, truth)                    # the paper's evaluation
@@ -35,6 +36,7 @@ from .evaluation import (
 from .selectors.logme import logme, logme_evidence, logme_flabel
 from .selectors.registry import SELECTORS, SelectorSpec
 from .selectors.emms_selector import EMMSResult, emms
+from .selectors.emms_evidence import EMMSEvidenceResult, emms_evidence
 
 __version__ = "0.1.0"
 
@@ -52,10 +54,12 @@ __all__ = [
     "transrate",
     "transrate_flabel",
     "EMMSResult",
+    "EMMSEvidenceResult",
     "Estimate",
     "HighDimensionWarning",
     "InputError",
     "emms",
+    "emms_evidence",
     "evaluate_ranking",
     "kendall_tau",
     "logme",

@@ -352,6 +352,7 @@ def test_registry_lists_every_selector_with_a_valid_spec():
         "logme",
         "logme_flabel",
         "emms",
+        "emms_evidence",
     }
     assert set(SELECTORS) == expected
     for name, spec in SELECTORS.items():
@@ -364,7 +365,7 @@ def test_registry_lists_every_selector_with_a_valid_spec():
     assert SELECTORS["leep"].needs == SOURCE_PROBS_LABELS
     assert SELECTORS["nce"].needs == SOURCE_LABELS_LABELS
     flabel = {s.name for s in selectors_for(needs=FEATURES_LABEL_EMBEDDINGS)}
-    assert flabel == {"transrate_flabel", "logme_flabel", "emms"}
+    assert flabel == {"transrate_flabel", "logme_flabel", "emms", "emms_evidence"}
     assert {s.name for s in selectors_for(label_format="box")} == flabel
     with pytest.raises(ValueError):
         SelectorSpec("x", leep, "features", "X", "ref", ("class",))
