@@ -9,6 +9,7 @@ Arrays in, numbers out::
     emms.logme(features, labels)                        # classification LogME
     emms.logme_flabel(features, label_embeddings)       # LogME on the F-labels
     emms.weighted_tau(scores, truth)                    # the paper's evaluation
+    emms.paired_tau_difference(a, b, truth)             # A vs B, paired bootstrap
     emms.SELECTORS["leep"](source_probs, labels)        # every baseline, by name
 """
 
@@ -27,10 +28,15 @@ from .selectors.baselines import (
 )
 from .evaluation import (
     Estimate,
+    PairedDifference,
+    WinSummary,
+    align_scores_and_truth,
     evaluate_ranking,
     kendall_tau,
+    paired_tau_difference,
     pearson,
     rel_at_k,
+    summarise_wins,
     weighted_tau,
 )
 from .selectors.logme import logme, logme_evidence, logme_flabel
@@ -56,6 +62,11 @@ __all__ = [
     "EMMSResult",
     "EMMSEvidenceResult",
     "Estimate",
+    "PairedDifference",
+    "WinSummary",
+    "align_scores_and_truth",
+    "paired_tau_difference",
+    "summarise_wins",
     "HighDimensionWarning",
     "InputError",
     "emms",
