@@ -50,18 +50,26 @@ lambda. Cost: O(N D min(N, D) + min(N, D)^3 + N min(N, D) L K).
 
 Score. ``score`` = the maximum log evidence per entry, -(log(2 pi e) + J*) / 2, in nats per
 (sample, label dimension); higher is better. Why it stays comparable across models with
-different D: it is the log density of the same (standardised) labels under a model whose
-weights are integrated out, so extra dimensions are paid for by the Occam term
-(1 / n) sum_i log(1 + s_i / lambda) and never raise the score by themselves; it depends on
-X only through the eigenvalues s_i and the directions u_i, so it is invariant to rotations
-of the feature space, to the sample order and (by the z-scoring) to the scale of each
-column. It stays finite when D >= N - 1: then B = 0 and Q(t, lambda) ~ lambda sum_i p_i^2 / s_i
-as lambda -> 0, while the Occam term ~ -((N - 1) / n) log lambda = -log lambda, so J tends to
-the finite log((sum_i p_i^2 / s_i) / (n L)) + mean_i log s_i: the evidence of the noise-free
-model Y ~ N(0, X X^T / alpha), which still measures how well the labels align with the
-features' large directions. When D << N (r / n -> 0) the Occam term vanishes, lambda / N -> 0,
-t* tends to EMMS's weights and the score to -(log(2 pi e) + log(N f_EMMS / (N - 1))) / 2
-~ -log(2 pi e f_EMMS) / 2, a decreasing function of EMMS's objective: the same ranking
+different D: it is a log density per entry of the labels (z-scored, the same for every
+model; only their mix t is the model's own, as in EMMS) under a model whose weights are
+integrated out, so a wider model pays for its extra directions through the Occam term
+(1 / n) sum_i log(1 + s_i / lambda) and scores higher only if they explain the labels; it
+depends on X only through the eigenvalues s_i and the directions u_i, so it is invariant to
+rotations of the feature space, to the sample order and (by the z-scoring) to the scale of
+each column. It stays finite when D >= N - 1 (features of full rank): then r = n, B = 0
+and, with
+p_i^2 = ||u_i^T Y(t)||^2, Q(t, lambda) ~ lambda sum_i p_i^2 / s_i as lambda -> 0, while the
+Occam term ~ -(r / n) log lambda = -log lambda, so J tends to the finite
+log((sum_i p_i^2 / s_i) / (n L)) + mean_i log s_i: the evidence of the noise-free model
+Y ~ N(0, X X^T / alpha) (beta -> inf, alpha = n L / sum_i p_i^2 / s_i), which still
+measures how well the labels align with the features' large directions. This limit is
+computed exactly (its t minimises t^T (sum_i C_i / s_i) t on the simplex) and reported,
+with ``strength`` 0 and ``beta`` inf, when it beats every lambda > 0. (Only labels lying
+exactly in the span of rank-deficient features, r < n and B = 0, make the evidence
+unbounded, a perfect fit; the search then stops at the grid's lower end.) When D << N
+(r / n -> 0) the Occam term vanishes, lambda / N -> 0, t* tends to EMMS's weights and the
+score to -(log(2 pi e) + log(N f_EMMS / (N - 1))) / 2 ~ -log(2 pi e f_EMMS) / 2, a
+decreasing function of EMMS's objective: the same ranking
 (tests/test_emms_evidence.py checks both limits).
 
 Limits. The weights t are those of the paper's objective, which compares targets Y(t) of
