@@ -5,9 +5,11 @@ Arrays in, numbers out::
     import emms
     result = emms.emms(features, label_embeddings)      # (N, D), (N, L, K)
     result.score, result.weights                        # float, (K,) on the simplex
+    emms.emms_evidence(features, label_embeddings)      # ridge by max evidence (D >= N ok)
     emms.logme(features, labels)                        # classification LogME
     emms.logme_flabel(features, label_embeddings)       # LogME on the F-labels
     emms.weighted_tau(scores, truth)                    # the paper's evaluation
+    emms.paired_tau_difference(a, b, truth)             # A vs B, paired bootstrap
     emms.SELECTORS["leep"](source_probs, labels)        # every baseline, by name
 
 The names below are imported on first use, so a pipeline stage that imports
@@ -23,6 +25,11 @@ _EXPORTS = {
     "HighDimensionWarning": "emms._validation",
     "InputError": "emms._validation",
     "Estimate": "emms.evaluation",
+    "PairedDifference": "emms.evaluation",
+    "WinSummary": "emms.evaluation",
+    "align_scores_and_truth": "emms.evaluation",
+    "paired_tau_difference": "emms.evaluation",
+    "summarise_wins": "emms.evaluation",
     "evaluate_ranking": "emms.evaluation",
     "kendall_tau": "emms.evaluation",
     "pearson": "emms.evaluation",
@@ -35,6 +42,8 @@ _EXPORTS = {
     "SelectorSpec": "emms.selectors.registry",
     "EMMSResult": "emms.selectors.emms_selector",
     "emms": "emms.selectors.emms_selector",
+    "EMMSEvidenceResult": "emms.selectors.emms_evidence",
+    "emms_evidence": "emms.selectors.emms_evidence",
 }
 
 _BASELINES = "emms.selectors.baselines"  # its __all__ lists the baseline functions

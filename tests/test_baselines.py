@@ -341,7 +341,9 @@ def test_registry_lists_every_selector_with_a_valid_spec():
     registered = {getattr(spec.function, "func", spec.function) for spec in SELECTORS.values()}
     for name in baselines.__all__:
         assert getattr(baselines, name) in registered, f"{name} is not in SELECTORS"
-    assert {"logme", "logme_flabel", "emms", "emms_paper", "emms_released"} <= set(SELECTORS)
+    assert {"logme", "logme_flabel", "emms", "emms_paper", "emms_released", "emms_evidence"} <= set(
+        SELECTORS
+    )
     assert len({spec.label for spec in SELECTORS.values()}) == len(SELECTORS)
     for name, spec in SELECTORS.items():
         assert isinstance(spec, SelectorSpec) and spec.name == name

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from emms.cache import CacheError, load_array
-from emms.evaluation import evaluate_ranking
+from emms.evaluation import MIN_MODELS_FOR_SPREAD, align_scores_and_truth, evaluate_ranking
 from emms.paths import TaskPaths
 from emms.selectors.emms_selector import emms
 from emms.selectors.registry import (
@@ -194,9 +194,18 @@ def evaluate_methods(
     """
     rows = []
     for (dataset, method), group in scores.groupby(["dataset", "method"], sort=False):
-        merged = group.merge(summary, on=["dataset", "model"], validate="one_to_one")
+        truth = summary[summary.dataset == dataset].set_index("model")
+        score, mean, sem = align_scores_and_truth(
+            group.set_index("model")["score"], truth["mean"], truth["sem"]
+        )
+        # a spread needs a zoo of MIN_MODELS_FOR_SPREAD; smaller ones report NaN spreads
+        enough = len(score) >= MIN_MODELS_FOR_SPREAD
         estimates = evaluate_ranking(
-            merged["score"], merged["mean"], truth_sem=merged["sem"], n_boot=n_boot, seed=seed
+            score.to_numpy(),
+            mean.to_numpy(),
+            truth_sem=sem.to_numpy(),
+            n_boot=n_boot if enough else None,
+            seed=seed,
         )
         for metric, estimate in estimates.items():
             rows.append(

@@ -120,6 +120,12 @@ def _emms_solver(solver: str):
     return score
 
 
+def _emms_evidence(features, label_embeddings) -> float:
+    from .emms_evidence import emms_evidence
+
+    return emms_evidence(features, label_embeddings).score
+
+
 def _spec(name, function, needs, label, reference, label_formats=CLASS_ONLY) -> SelectorSpec:
     return SelectorSpec(name, function, needs, label, reference, tuple(label_formats))
 
@@ -204,6 +210,14 @@ SELECTORS: dict[str, SelectorSpec] = {
             FEATURES_LABEL_EMBEDDINGS,
             "EMMS (released)",
             "Meng et al., 2023, NeurIPS (one pass, as the public code)",
+            ANY_FORMAT,
+        ),
+        _spec(
+            "emms_evidence",
+            _emms_evidence,
+            FEATURES_LABEL_EMBEDDINGS,
+            "EMMS (evidence)",
+            "Meng et al., 2023, NeurIPS; ridge by maximum evidence as in You et al., 2021, ICML",
             ANY_FORMAT,
         ),
     )
