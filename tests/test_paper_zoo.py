@@ -287,3 +287,17 @@ def test_transformers_wrong_sizes(tmp_path):
     tiny_bert(hidden=32).config.to_json_file(tmp_path / "bert" / "config.json")
     with pytest.raises(WeightsMismatch, match="bert"):
         load_model(bert_entry(), tmp_path)
+
+
+def test_docs_zoo_table_is_generated_from_the_configs(tmp_path):
+    from emms.models.paper_zoo import BEGIN, END, render_zoo_table, write_zoo_table
+
+    table = render_zoo_table()
+    rows = table.splitlines()[2:]
+    assert len(rows) == sum(len(load_zoo(t).models) for t in TASKS)
+    assert "| recognition | `resnet50` | cnn | torchvision | `resnet50 (IMAGENET1K_V1)` |" in table
+    docs = (REPO / "docs" / "paper-scale.md").read_text()
+    assert f"{BEGIN}\n{table}{END}" in docs, "run `python -m emms.models.paper_zoo docs`"
+    copy = tmp_path / "doc.md"
+    copy.write_text(f"a\n{BEGIN}\nold\n{END}\nb\n")
+    assert write_zoo_table(copy) and copy.read_text() == f"a\n{BEGIN}\n{table}{END}\nb\n"

@@ -451,13 +451,56 @@ def load_model(model: PaperModel, root: str | os.PathLike | None = None):
     return _load_strict(model, network, path)
 
 
+TASKS = ("recognition", "captioning", "vqa", "textqa", "referring")
+BEGIN, END = "<!-- BEGIN paper-zoo table -->", "<!-- END paper-zoo table -->"
+
+
+def render_zoo_table(tasks=TASKS) -> str:
+    """The Markdown table of every zoo (task, name, group, source, identifier, folder)."""
+    rows = [
+        "| task | model | group | source | identifier | weights folder |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for task in tasks:
+        zoo = load_zoo(task)
+        for m in zoo.models.values():
+            ident = m.identifier + (f" ({m.weights_tag})" if m.source == "torchvision" else "")
+            rows.append(
+                f"| {task} | `{m.name}` | {m.group or '-'} | {m.source} | `{ident}` | "
+                f"`{zoo.weights_dir}/{m.name}/` |"
+            )
+    return "\n".join(rows) + "\n"
+
+
+def write_zoo_table(path: str | os.PathLike) -> bool:
+    """Replace the text between the zoo-table markers of ``path``; True if it changed."""
+    from emms.cache import atomic_write_text
+
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if BEGIN not in text or END not in text:
+        raise ValueError(f"{path} has no {BEGIN} ... {END} markers.")
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    new = f"{head}{BEGIN}\n{render_zoo_table()}{END}{tail}"
+    if new != text:
+        atomic_write_text(path, new)
+    return new != text
+
+
 def _main(argv: list[str] | None = None) -> int:
-    """``python -m emms.models.paper_zoo fetch <task or yaml> [...]``: print fetch commands."""
+    """``python -m emms.models.paper_zoo fetch <task or yaml> [...]``: print fetch commands;
+    ``python -m emms.models.paper_zoo docs [FILE]``: rewrite FILE's zoo table."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["docs"]:
+        path = args[1] if len(args) > 1 else "docs/paper-scale.md"
+        print(f"{path}: {'updated' if write_zoo_table(path) else 'up to date'}")
+        return 0
     if len(args) < 2 or args[0] != "fetch":
         print("usage: python -m emms.models.paper_zoo fetch <task|params/paper/X.yaml> ...")
+        print("       python -m emms.models.paper_zoo docs [docs/paper-scale.md]")
         return 2
     for target in args[1:]:
         zoo = load_zoo(target)
