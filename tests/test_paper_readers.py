@@ -130,7 +130,8 @@ def build_flowers(root):
     def check(r):
         assert [p.name for p in r.images] == ["image_00003.jpg", "image_00002.jpg"]
         assert r.class_ids.tolist() == [2, 0]
-        assert r.class_names == ("class_001", "class_002", "class_003")
+        assert len(r.class_names) == 102
+        assert [r.class_names[c] for c in r.class_ids] == ["canterbury bells", "pink primrose"]
 
     return {"verify_checksums": False}, check
 
@@ -656,6 +657,8 @@ def test_image_that_does_not_decode_fails_only_when_opened(tmp_path):
     assert record.load_image(0).size == (5, 4)
     with pytest.raises(ImageDecodeError, match=re.escape(str(bad))):
         record.load_image(2)
+    (tmp_path / "caltech101" / "101_ObjectCategories" / "accordion" / "image_0001.jpg").unlink()
+    assert record.undecodable() == [0, 2]  # a missing file and a broken one
 
 
 @pytest.mark.parametrize(

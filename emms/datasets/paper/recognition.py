@@ -138,9 +138,8 @@ class _Flowers102NoChecksum(tvd.Flowers102):
 def read_flowers102(root, split: str = "train", *, verify_checksums: bool = True):
     """Oxford Flowers-102, via ``torchvision.Flowers102``.
 
-    Class names: the 102 flower names are not part of the official files (``imagelabels.mat``
-    holds numbers only); they are returned as ``"class_001"``... unless a ``names.txt``
-    (one name per line, class 1 first) sits in ``flowers-102/``.
+    Class names: the official files hold numbers only (``imagelabels.mat``); the names are
+    torchvision's ``Flowers102.classes`` (102 names, class 1 first).
 
     Args:
         verify_checksums: check the MD5 of ``imagelabels.mat`` and ``setid.mat`` against
@@ -154,14 +153,7 @@ def read_flowers102(root, split: str = "train", *, verify_checksums: bool = True
     nonempty(name, base, split, len(ds))
     items = [ds[i] for i in range(len(ds))]
     ids = np.asarray([c for _, c in items], dtype=np.int64)
-    names_file = base / "names.txt"
-    if names_file.is_file():
-        names = tuple(line.strip() for line in names_file.read_text().splitlines() if line.strip())
-    else:
-        from scipy.io import loadmat
-
-        n_classes = int(loadmat(base / "imagelabels.mat", squeeze_me=True)["labels"].max())
-        names = tuple(f"class_{k:03d}" for k in range(1, n_classes + 1))
+    names = tuple(str(c) for c in ds.classes)  # torchvision's 102 flower names
     return RecognitionSplit(name, split, tuple(Path(p) for p, _ in items), ids, names)
 
 

@@ -84,6 +84,19 @@ class _ImageRecord:
         """Decode image ``index`` (RGB PIL image); :class:`ImageDecodeError` if it fails."""
         return open_image(self.images[index], self.dataset)
 
+    def undecodable(self, *, progress: bool = False) -> list[int]:
+        """Indices of the images that are missing or do not decode (decodes every image
+        once: a check to run before a long feature extraction)."""
+        from tqdm.auto import tqdm
+
+        bad = []
+        for index in tqdm(range(len(self)), desc=f"check {self.dataset}", disable=not progress):
+            try:
+                self.load_image(index)
+            except ImageDecodeError:
+                bad.append(index)
+        return bad
+
 
 @dataclass(frozen=True, eq=False)
 class RecognitionSplit(_ImageRecord):
