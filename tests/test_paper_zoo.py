@@ -301,3 +301,18 @@ def test_docs_zoo_table_is_generated_from_the_configs(tmp_path):
     copy = tmp_path / "doc.md"
     copy.write_text(f"a\n{BEGIN}\nold\n{END}\nb\n")
     assert write_zoo_table(copy) and copy.read_text() == f"a\n{BEGIN}\n{table}{END}\nb\n"
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_fetch_commands_are_well_formed(task, tmp_path):
+    for model in load_zoo(task).models.values():
+        command = fetch_command(model, tmp_path)
+        assert str(tmp_path / model.name) in command, command
+        if 'python -c "' in command:
+            code = command.split('python -c "', 1)[1].rstrip('"')
+            compile(code, model.name, "exec")  # a valid Python line
+            assert "pretrained=True" in code or "weights='IMAGENET1K_V1'" in code
+        elif model.fetch:
+            assert "MoCo v3" in command
+        else:
+            assert command.startswith(f"hf download {model.identifier} --local-dir ")
