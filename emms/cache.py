@@ -24,6 +24,7 @@ import numpy as np
 
 __all__ = [
     "CACHE_FORMAT",
+    "fingerprint",
     "CacheError",
     "atomic_write_bytes",
     "atomic_write_text",
@@ -38,6 +39,13 @@ CACHE_FORMAT = 1
 
 class CacheError(RuntimeError):
     """A cache file is missing, truncated, corrupt or of another version."""
+
+
+def fingerprint(value: Any) -> str:
+    """A short SHA-256 of a JSON-serialisable value (keys sorted): what a recipe or an
+    encoder configuration is, recorded in the sidecar of every array it produced."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -103,7 +111,7 @@ def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
     """The JSON sidecar of a cached array."""
     sidecar = _sidecar(Path(path))
     try:
-        return json.loads(sidecar.read_text())
+        meta = json.loads(sidecar.read_text())
     except FileNotFoundError as error:
         raise CacheError(
             f"{sidecar} is missing (an interrupted write?); rerun the stage that makes "
@@ -113,6 +121,15 @@ def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
         raise CacheError(
             f"{sidecar} is not valid JSON; delete it and rerun `dvc repro`."
         ) from error
+    missing = [
+        key for key in ("shape", "dtype", "sha256") if not isinstance(meta, dict) or key not in meta
+    ]
+    if missing:
+        raise CacheError(
+            f"{sidecar} is not a cache sidecar (no {', '.join(missing)}); delete it and "
+            f"{Path(path).name}, and rerun the stage that writes them (`dvc repro`)."
+        )
+    return meta
 
 
 def load_array(

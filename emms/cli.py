@@ -7,7 +7,9 @@ features  --task T               cache/T/features: features (+ source probabilit
 flabels   --task T               cache/T/flabels: labels -> text -> embeddings
 truth     --task T               cache/T/truth.csv: fine-tuning ground truth
 report    --task T               reports/T.ipynb and .html (papermill)
-compare-metrics PATH             fresh vs committed metrics (CI)
+compare-metrics PATH             fresh vs committed metrics, exactly (after make repro)
+compare-envelope PATH...         fresh vs committed, within the measured envelope
+                                 (after make repro-scratch)
 params-table                     the README's params table, from the schema
 
 Every error the user can fix prints one line and exits with status 2.
@@ -40,19 +42,27 @@ def _committed_json(path: str) -> dict:
     return json.loads(shown.stdout)
 
 
-def _compare(path: str, tolerance: float | None, params_path: str) -> int:
-    from .params import load_params
-    from .reports.metrics import compare_metrics, max_metric_change
+#: compare-metrics after `make repro`: the caches are pulled, nothing is retrained, so the
+#: metrics must be the committed ones up to the rounding of their JSON (6 decimals).
+EXACT_TOLERANCE = 1e-9
 
-    if tolerance is None:
-        tolerance = load_params(params_path).evaluation.ci_tolerance
+
+def _read_json(path: str) -> dict:
     try:
         with open(path) as stream:
-            fresh = json.load(stream)
+            return json.load(stream)
     except FileNotFoundError:
         raise UsageError(f"{path} not found; run `make repro` first.") from None
     except json.JSONDecodeError as error:
         raise UsageError(f"{path} is not valid JSON ({error}).") from None
+
+
+def _compare(path: str, tolerance: float | None) -> int:
+    from .reports.metrics import compare_metrics, max_metric_change
+
+    if tolerance is None:
+        tolerance = EXACT_TOLERANCE
+    fresh = _read_json(path)
     committed = _committed_json(path)
     problems = compare_metrics(fresh, committed, tolerance)
     print(f"largest change: {max_metric_change(fresh, committed):.6f}")
@@ -61,6 +71,24 @@ def _compare(path: str, tolerance: float | None, params_path: str) -> int:
         return 1
     print(f"{path}: every metric within {tolerance} of the committed value")
     return 0
+
+
+def _envelope(paths: list[str], params_path: str) -> int:
+    from .params import load_params
+    from .reports.envelope import check_envelope
+
+    allowance = load_params(params_path).evaluation.isa_allowance
+    status = 0
+    for path in paths:
+        result = check_envelope(_read_json(path), _committed_json(path), isa_allowance=allowance)
+        print(f"{path}: {result.checked} checks within the envelope", end="")
+        print(f", {len(result.problems)} outside" if result.problems else "")
+        for line in result.problems:
+            print(f"  OUTSIDE  {line}")
+        for line in result.flags:
+            print(f"  FLAG     {line} (a conclusion changed: read it with its interval)")
+        status = status or (1 if result.problems else 0)
+    return status
 
 
 def _record_imports(stage: str) -> None:
@@ -114,7 +142,9 @@ def main(argv=None) -> int:
         commands.add_parser(stage).add_argument("--task", required=True)
     compare = commands.add_parser("compare-metrics")
     compare.add_argument("path", help="metrics JSON, compared with its committed version")
-    compare.add_argument("--tolerance", type=float, default=None)
+    compare.add_argument("--tolerance", type=float, default=None, help="default 1e-9")
+    envelope = commands.add_parser("compare-envelope")
+    envelope.add_argument("paths", nargs="+", help="metrics JSON files (reports/metrics/*.json)")
     commands.add_parser("params-table")
     args = parser.parse_args(argv)
 
@@ -143,7 +173,9 @@ def _run(args) -> int:
         )
         return 0
     if args.command == "compare-metrics":
-        return _compare(args.path, args.tolerance, args.params)
+        return _compare(args.path, args.tolerance)
+    if args.command == "compare-envelope":
+        return _envelope(args.paths, args.params)
     if args.command == "params-table":
         print(params_table(), end="")
         return 0

@@ -111,7 +111,7 @@ class FinetuneParams(_Block):
     weight_decay: float = Field(ge=0, description="AdamW weight decay")
     min_steps: int = Field(ge=0, description="train whole epochs until at least this many steps")
     seeds: list[Seed] = Field(
-        min_length=2, description="fine-tuning seeds; >= 2 to measure the seed noise"
+        min_length=2, description="fine-tuning seeds; >= 3 to split them for a reliability"
     )
 
 
@@ -142,11 +142,23 @@ class RecognitionParams(_Block):
         return [entry["name"] for entry in self.zoo.models]
 
 
+class ComputeParams(_Block):
+    threads: PositiveInt = Field(
+        2, description="torch threads in every training stage (results depend on it)"
+    )
+    deterministic: bool = Field(
+        True, description="torch.use_deterministic_algorithms in training stages"
+    )
+
+
 class EvaluationParams(_Block):
     n_boot: PositiveInt = Field(1000, description="bootstrap resamples of the zoo per tau")
     seed: Seed = Field(0, description="seed of the bootstrap")
-    ci_tolerance: float = Field(
-        ge=0, description="largest |fresh - committed| per metric CI accepts from scratch"
+    isa_allowance: float = Field(
+        ge=0,
+        le=1,
+        description="largest change of a model's truth another instruction set caused "
+        "(benchmarks/isa_envelope.py); part of the from-scratch envelope",
     )
 
 
@@ -159,6 +171,7 @@ class Params(_Block):
 
     tasks: dict[str, TaskEntry] = Field(min_length=1)
     encoders: list[str] = Field(min_length=1, description="F-label encoders (all tasks)")
+    compute: ComputeParams = ComputeParams()
     evaluation: EvaluationParams
     recognition: RecognitionParams | None = None
 

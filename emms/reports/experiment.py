@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from emms.cache import CacheError, load_array
+from emms.cache import CacheError, fingerprint, load_array
 from emms.evaluation import MIN_MODELS_FOR_SPREAD, align_scores_and_truth, evaluate_ranking
 from emms.paths import TaskPaths
 from emms.selectors.emms_selector import emms
@@ -52,13 +52,21 @@ class TargetInputs:
     encoders: list[str]
 
 
-def load_flabels(paths: TaskPaths, target: str, encoders: Sequence[str]):
+def load_flabels(
+    paths: TaskPaths, target: str, encoders: Sequence[str], template: str | None = None
+):
     """The F-labels of ``target`` stacked as (N, L, K), K = len(encoders), each block
-    checked to be the named encoder's embedding of this task's target."""
+    checked to be the named encoder's embedding of this task's target with ``template``."""
     blocks = [
         load_array(
             paths.flabels(target, name),
-            expect={"task": paths.task, "dataset": target, "split": "train", "encoder": name},
+            expect={
+                "task": paths.task,
+                "dataset": target,
+                "split": "train",
+                "encoder": name,
+                "template": template,
+            },
         )[0]
         for name in encoders
     ]
@@ -82,16 +90,21 @@ def load_truth(task, paths: TaskPaths) -> pd.DataFrame:
     return table
 
 
-def load_target_inputs(
-    task, dataset: str, models: Sequence[str], encoders: Sequence[str], root="."
-) -> TargetInputs:
+def load_target_inputs(task, block, dataset: str, encoders: Sequence[str], root=".") -> TargetInputs:
     """Read one target's cached inputs; every array is checked against its sidecar
-    (task, dataset, split, and the model or encoder that made it)."""
+    (task, dataset, split, the model and its recipe, or the encoder and its template)."""
     paths = TaskPaths(task.name, root)
     target = task.load_target(paths, dataset)
+    recipes = {entry["name"]: fingerprint(entry) for entry in block.zoo.models}
     features, probs = {}, {}
-    for model in models:
-        expect = {"task": task.name, "dataset": dataset, "split": "train", "model": model}
+    for model in block.models:
+        expect = {
+            "task": task.name,
+            "dataset": dataset,
+            "split": "train",
+            "model": model,
+            "recipe": recipes[model],
+        }
         features[model] = load_array(paths.features(dataset, model), expect=expect)[0]
         if task.has_source_probs:
             probs[model] = load_array(paths.source_probs(dataset, model), expect=expect)[0]
@@ -101,7 +114,7 @@ def load_target_inputs(
         class_names=target.class_names,
         features=features,
         source_probs=probs,
-        flabels=load_flabels(paths, dataset, encoders),
+        flabels=load_flabels(paths, dataset, encoders, task.flabel_template(block)),
         encoders=list(encoders),
     )
 
@@ -251,3 +264,32 @@ def headline(
             ],
         }
     )
+
+
+def split_seed_reliability(truth: pd.DataFrame, metric: str) -> pd.Series:
+    """How well the truth ranks itself: per dataset, the weighted tau between the zoo
+    ranked by the mean over one half of the seeds and by the mean over the other half,
+    averaged over every split of the seeds into two halves (sizes floor(S/2), ceil(S/2)).
+
+    It is the ceiling any selector can reach against a truth this noisy (a selector is
+    compared with the mean over all seeds, which is somewhat less noisy than a half).
+    NaN for fewer than 2 seeds.
+    """
+    from itertools import combinations
+
+    from emms.evaluation import weighted_tau
+
+    out = {}
+    for dataset, table in truth.groupby("dataset"):
+        seeds = sorted(table["seed"].unique())
+        if len(seeds) < 2:
+            out[dataset] = float("nan")
+            continue
+        wide = table.pivot_table(index="model", columns="seed", values=metric)
+        taus = []
+        for half in combinations(seeds, len(seeds) // 2):
+            rest = [s for s in seeds if s not in half]
+            a, b = wide[list(half)].mean(axis=1), wide[rest].mean(axis=1)
+            taus.append(weighted_tau(a.to_numpy(), b.to_numpy()))
+        out[dataset] = float(np.mean(taus))
+    return pd.Series(out, name="split_seed_reliability")

@@ -9,13 +9,21 @@ import numpy as np
 __all__ = ["flatten", "max_metric_change", "compare_metrics"]
 
 
+#: Top-level keys that describe where a run happened, not what it computed.
+PROVENANCE_KEYS = ("machine",)
+
+
 def flatten(tree, prefix=""):
-    """``{"a": {"b": 1}}`` -> ``{"a/b": 1}``."""
+    """``{"a": {"b": 1}}`` -> ``{"a/b": 1}``, leaving out :data:`PROVENANCE_KEYS`."""
     if isinstance(tree, Mapping):
         out = {}
         for key, value in tree.items():
+            if not prefix and key in PROVENANCE_KEYS:
+                continue
             out.update(flatten(value, f"{prefix}{key}/"))
         return out
+    if isinstance(tree, list):
+        return {f"{prefix}{i}": value for i, value in enumerate(tree)}
     return {prefix.rstrip("/"): tree}
 
 

@@ -60,6 +60,7 @@ class ReportSession:
         the seed noise."""
         truth = experiment.load_truth(self.task, self.paths)
         truth = truth[truth.dataset.isin(self.targets) & truth.model.isin(self.models)]
+        self.truth_table = truth
         self.summary = experiment.truth_summary(truth, self.task.truth_metric)
         columns = [
             "zoo_range",
@@ -77,7 +78,7 @@ class ReportSession:
     def load_inputs(self) -> dict:
         self.inputs = {
             dataset: experiment.load_target_inputs(
-                self.task, dataset, self.models, self.encoders, root=self.root
+                self.task, self.block, dataset, self.encoders, root=self.root
             )
             for dataset in self.targets
         }
@@ -184,24 +185,54 @@ class ReportSession:
         return head.round(3)
 
     def write_metrics(self) -> dict:
-        """``metrics.json``: every ranking metric per (dataset, method), and the truth's
-        spread over its seed noise. CI compares it with the committed one."""
+        """``metrics.json``: every ranking metric per (dataset, method) with its 95 %
+        bootstrap interval, each model's truth (mean, std, seeds), the truth's spread
+        over its seed noise and its split-seed reliability, the conclusions (best
+        selector per target, sign of EMMS's gain over LogME (F-label)) and the machine.
+        CI compares it with the committed one: exactly after ``make repro`` (every key but
+        ``machine``), within the envelope after ``make repro-scratch``
+        (:mod:`emms.reports.envelope`)."""
+        from emms.environment import machine_info
+
         evaluation = self.evaluation
-        metrics = {
+        metrics: dict = {}
+        intervals: dict = {}
+        for row in evaluation.itertuples():
+            metrics.setdefault(row.dataset, {}).setdefault(row.method, {})[row.metric] = round(
+                float(row.value), 6
+            )
+            intervals.setdefault(row.dataset, {}).setdefault(row.method, {})[row.metric] = [
+                round(float(row.low), 6),
+                round(float(row.high), 6),
+            ]
+        metrics["intervals"] = intervals
+        metrics["truth"] = {
             dataset: {
-                method: {
-                    row.metric: round(float(row.value), 6)
-                    for row in evaluation[
-                        (evaluation.dataset == dataset) & (evaluation.method == method)
-                    ].itertuples()
+                row.model: {
+                    "mean": round(float(row.mean), 6),
+                    "std": round(float(row.std), 6),
+                    "seeds": int(row.seeds),
                 }
-                for method in evaluation.method.unique()
+                for row in group.itertuples()
             }
-            for dataset in self.targets
+            for dataset, group in self.summary.groupby("dataset")
         }
         metrics["_truth_range_over_seed_std"] = {
             d: round(float(v), 3) for d, v in self.spread["range_over_seed_std"].items()
         }
+        reliability = experiment.split_seed_reliability(self.truth_table, self.task.truth_metric)
+        metrics["_truth_split_seed_reliability"] = {
+            d: round(float(v), 6) for d, v in reliability.items()
+        }
+        tau = evaluation[evaluation.metric == "weighted_tau"]
+        metrics["winners"] = {
+            dataset: group.sort_values("value", ascending=False)["method"].iloc[0]
+            for dataset, group in tau.groupby("dataset")
+        }
+        means = tau.groupby("method")["value"].mean()
+        gain = means["emms"] - means["logme_flabel"]
+        metrics["headline"] = {"sign of EMMS - LogME (F-label), mean tau": "+" if gain > 0 else "-"}
+        metrics["machine"] = machine_info()
         atomic_write_text(
             self.out / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n"
         )

@@ -16,7 +16,17 @@ from contextlib import contextmanager
 
 from emms.cache import atomic_write_text
 
-__all__ = ["record_time"]
+__all__ = ["record_time", "configure_torch"]
+
+
+def configure_torch(compute) -> None:
+    """Fix what training results depend on besides the seed: the thread count (a sum's
+    order changes with it) and torch's deterministic algorithms. The instruction set is
+    the machine's; README, "Reproducibility", says how far it moves the results."""
+    import torch
+
+    torch.set_num_threads(compute.threads)
+    torch.use_deterministic_algorithms(compute.deterministic)
 
 
 @contextmanager

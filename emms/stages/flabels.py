@@ -39,7 +39,7 @@ def run(task, params, root=".") -> None:
                     description=description,
                     dataset=name,
                     split="train",
-                    template=getattr(getattr(block, "flabels", None), "template", None),
+                    template=task.flabel_template(block),
                 )
 
 

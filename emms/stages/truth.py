@@ -13,12 +13,13 @@ from tqdm.auto import tqdm
 from emms.cache import atomic_write_text
 from emms.paths import TaskPaths
 
-from . import record_time
+from . import configure_torch, record_time
 
 
 def run(task, params, root=".") -> None:
     paths = TaskPaths(task.name, root)
     block = params.task(task.name)
+    configure_torch(params.compute)
     with record_time(paths, "truth"):
         targets = {name: task.load_target(paths, name) for name in block.data.targets}
         jobs = [

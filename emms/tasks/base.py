@@ -192,6 +192,10 @@ class Task(ABC):
     def finetune(self, params, paths, model: str, target: TargetData, seed: int) -> float:
         """``truth`` stage: fine-tune one model on one target; the truth metric."""
 
+    def flabel_template(self, params) -> str | None:
+        """The label -> text template recorded with the F-labels (class labels only)."""
+        return None
+
     def label_texts(self, params, target: TargetData) -> list[str]:
         """One text per training sample (what the F-label encoders embed)."""
         return [

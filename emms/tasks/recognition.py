@@ -100,6 +100,9 @@ class Recognition(Task):
             description=meta["description"],
         )
 
+    def flabel_template(self, params) -> str:
+        return params.flabels.template
+
     def label_texts(self, params, target: TargetData) -> list[str]:
         template, names = params.flabels.template, target.class_names
         return [template.format(name=names[int(label)]) for label in target.train_labels]
