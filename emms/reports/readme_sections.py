@@ -1,0 +1,93 @@
+"""README sections generated from the code and the committed outputs, never typed.
+
+Each function returns the markdown of one section; ``python -m emms readme`` writes them
+between ``<!-- BEGIN generated: NAME -->`` and ``<!-- END generated: NAME -->`` markers,
+and tests/test_readme.py fails when the README differs from what they produce.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+__all__ = ["SECTIONS", "params_section", "selectors_section", "stages_section", "isa_section"]
+
+
+def params_section(root: Path) -> str:
+    """Every key of params.yaml with its type, limits, default and meaning (the schema)."""
+    from emms.params import params_table
+
+    return params_table()
+
+
+def selectors_section(root: Path) -> str:
+    """The registry: every selector, what it needs, which label formats, the reference."""
+    from emms.selectors.registry import SELECTORS
+
+    lines = [
+        "| key | selector | input | label formats | reference |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, spec in SELECTORS.items():
+        lines.append(
+            f"| `{name}` | {spec.label} | {spec.needs.replace('+', ' + ')} | "
+            f"{', '.join(spec.label_formats)} | {spec.reference} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+_STAGE_WORK = {
+    "data": "source and target splits from the pinned raw data",
+    "zoo": "pre-trains every recipe of TASK.zoo.models",
+    "features": "features (and source-head probabilities) on each target's training split",
+    "flabels": "labels -> text -> embeddings, every encoder",
+    "truth": "fine-tunes every model on every target with every seed",
+    "report": "executes notebooks/TASK.ipynb (papermill) and exports HTML",
+}
+
+
+def stages_section(root: Path) -> str:
+    """Seconds per stage and task, from reports/timings/TASK.json (the last run of each)."""
+    timings = sorted((root / "reports" / "timings").glob("*.json"))
+    lines = ["| stage | what it does | " + " | ".join(p.stem for p in timings) + " |"]
+    lines.append("| --- | --- |" + " ---: |" * len(timings))
+    tables = [json.loads(p.read_text()) for p in timings]
+    for stage, work in _STAGE_WORK.items():
+        cells = [f"{t[stage]:.0f}" if stage in t else "" for t in tables]
+        lines.append(f"| `{stage}` | {work} | " + " | ".join(cells) + " |")
+    totals = [f"{sum(t.values()):.0f} ({sum(t.values()) / 60:.1f} min)" for t in tables]
+    lines.append("| total | | " + " | ".join(totals) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def isa_section(root: Path) -> str:
+    """What simulated instruction sets did to the truth (benchmarks/isa_envelope.py)."""
+    path = root / "benchmarks" / "results" / "isa_envelope.json"
+    record = json.loads(path.read_text())
+    rows = record["rows"]
+    settings = sorted({row["setting"] for row in rows})
+    lines = [
+        f"Measured by `python benchmarks/isa_envelope.py` on {record['date']} "
+        f"({record['machine']['cpu']}, {record['machine']['cpu_count']} CPUs, native kernels "
+        f"{record['machine']['torch_cpu_capability']}; task {record['task']}, "
+        f"{len(record['seeds'])} seeds), zoo and truth retrained from scratch per setting:",
+        "",
+        "| setting | largest \\|change\\| of a model's mean truth | in native seed stds "
+        "| models moved more than 2 seed stds |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for setting in settings:
+        mine = [row for row in rows if row["setting"] == setting]
+        change = max(abs(row["change"]) for row in mine)
+        ratio = max(row["|change| / seed std"] for row in mine)
+        moved = sum(row["|change| / seed std"] > 2 for row in mine)
+        lines.append(f"| {setting} | {change:.4f} | {ratio:.1f} | {moved} of {len(mine)} |")
+    return "\n".join(lines) + "\n"
+
+
+SECTIONS = {
+    "params": params_section,
+    "selectors": selectors_section,
+    "stages": stages_section,
+    "isa-envelope": isa_section,
+}
