@@ -55,6 +55,10 @@ push-caches: setup
 test: setup
 	$(BIN)/python -m pytest
 
+# README sections generated from the code, reports/ and benchmarks/results/
+readme: setup
+	$(BIN)/python -m emms readme
+
 bench: setup
 	$(BIN)/python benchmarks/solvers.py
 

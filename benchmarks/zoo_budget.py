@@ -1,8 +1,8 @@
 """Time budget and signal-to-noise of the embedded image zoo (README, "Embedded benchmark").
 
 Runs the whole image side of the embedded benchmark on 2 CPU threads: materialise the raw
-digits, pre-train every DEFAULT_ZOO model, extract features (and source probabilities) on
-every target, and fine-tune every model on every target with 2 seeds. Prints the time of
+digits, pre-train every model of params.yaml's recognition.zoo, extract features (and
+source probabilities) on every target, and fine-tune every model on every target with 2 seeds. Prints the time of
 each stage and, per target, each model's accuracy mean/std over the seeds, the spread of
 the means across the zoo (max - min, and their std) and the mean seed std, with ratios.
 
@@ -36,8 +36,12 @@ from emms.datasets.digits import (  # noqa: E402
     materialize_raw,
 )
 from emms.models.features import extract_features  # noqa: E402
-from emms.models.finetune import FINETUNE_RECIPE, finetune  # noqa: E402
-from emms.models.zoo import DEFAULT_ZOO, pretrain, recipes_from_config, source_probabilities  # noqa: E402
+from emms.models.finetune import finetune  # noqa: E402
+from emms.models.zoo import pretrain, recipes_from_config, source_probabilities  # noqa: E402
+from emms.params import load_params  # noqa: E402
+
+_PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml").task("recognition")
+FINETUNE_RECIPE = _PARAMS.finetune.model_dump(exclude={"seeds"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,13 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=360.0, help="seconds allowed")
     parser.add_argument("--min-ratio", type=float, default=3.0)
     parser.add_argument("--image-size", type=int, default=IMAGE_SIZE)
-    parser.add_argument("--zoo", type=Path, help="JSON list of recipes (default: DEFAULT_ZOO)")
+    parser.add_argument("--zoo", type=Path, help="JSON list of recipes (default: params.yaml)")
     parser.add_argument("--json", type=Path, help="write all numbers here")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
-    zoo = json.loads(args.zoo.read_text()) if args.zoo else DEFAULT_ZOO
+    zoo = json.loads(args.zoo.read_text()) if args.zoo else _PARAMS.zoo.models
     recipes = recipes_from_config(zoo)
     progress = not args.no_progress
     timings: dict[str, float] = {}

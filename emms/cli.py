@@ -11,6 +11,7 @@ compare-metrics PATH             fresh vs committed metrics, exactly (after make
 compare-envelope PATH...         fresh vs committed, within the measured envelope
                                  (after make repro-scratch)
 params-table                     the README's params table, from the schema
+readme [--check]                 rewrite README.md's generated sections (or check them)
 
 Every error the user can fix prints one line and exits with status 2.
 """
@@ -91,6 +92,25 @@ def _envelope(paths: list[str], params_path: str) -> int:
     return status
 
 
+def _readme(check: bool) -> int:
+    from pathlib import Path
+
+    from .cache import atomic_write_text
+    from .reports.readme_sections import render_readme
+
+    path = Path("README.md")
+    text = path.read_text()
+    fresh = render_readme(text, Path("."))
+    if check:
+        if fresh != text:
+            raise UsageError("README.md's generated sections are stale; run `make readme`.")
+        print("README.md: generated sections up to date")
+        return 0
+    atomic_write_text(path, fresh)
+    print("README.md: generated sections rewritten")
+    return 0
+
+
 def _record_imports(stage: str) -> None:
     """With $EMMS_RECORD_IMPORTS set, append the emms source files this process imported
     (tests/test_house.py compares them with the stage's deps in dvc.yaml)."""
@@ -146,6 +166,8 @@ def main(argv=None) -> int:
     envelope = commands.add_parser("compare-envelope")
     envelope.add_argument("paths", nargs="+", help="metrics JSON files (reports/metrics/*.json)")
     commands.add_parser("params-table")
+    readme = commands.add_parser("readme")
+    readme.add_argument("--check", action="store_true", help="fail if README.md is stale")
     args = parser.parse_args(argv)
 
     try:
@@ -179,6 +201,8 @@ def _run(args) -> int:
     if args.command == "params-table":
         print(params_table(), end="")
         return 0
+    if args.command == "readme":
+        return _readme(args.check)
     from .tasks import get_task
 
     params = load_params(args.params)

@@ -169,7 +169,11 @@ TASK_PARAMS: dict[str, type[_Block]] = {"recognition": RecognitionParams}
 class Params(_Block):
     """The validated ``params.yaml``."""
 
-    tasks: dict[str, TaskEntry] = Field(min_length=1)
+    tasks: dict[str, TaskEntry] = Field(
+        min_length=1,
+        description="the experiments dvc.yaml runs; each names its modules: dataset, zoo, "
+        "features, finetune",
+    )
     encoders: list[str] = Field(min_length=1, description="F-label encoders (all tasks)")
     compute: ComputeParams = ComputeParams()
     evaluation: EvaluationParams

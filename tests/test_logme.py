@@ -104,3 +104,36 @@ def test_logme_does_not_modify_inputs():
     emms.logme(f, y, regression=True)
     np.testing.assert_array_equal(f, f0)
     np.testing.assert_array_equal(y, y0)
+
+
+def _noise_free_log_evidence(f, y, alpha):
+    """log N(y | 0, F F^T / alpha) per sample: the beta -> infinity limit (F of rank N)."""
+    n = len(y)
+    cov = f @ f.T / alpha
+    _, logdet = np.linalg.slogdet(cov)
+    return -0.5 * (n * np.log(2 * np.pi) + logdet + y @ np.linalg.solve(cov, y)) / n
+
+
+def test_rank_n_features_take_the_noise_free_limit_instead_of_nan():
+    # D > N: every target lies in the span of F. The fixed point drives beta to infinity,
+    # where beta * res2 became inf * 0 = NaN before; the supremum is the noise-free limit.
+    rng = np.random.default_rng(3)
+    f = rng.normal(size=(20, 40))
+    y = f @ rng.normal(size=(40, 4)) * 0.5  # exactly in the span: the limit wins
+    evidence, alpha, beta = emms.logme_evidence(f, y)
+    assert np.all(np.isfinite(evidence))
+    for c in range(4):
+        direct = _noise_free_log_evidence(f, y[:, c], alpha[c])
+        if np.isinf(beta[c]):
+            assert evidence[c] == pytest.approx(direct, rel=1e-9)
+        # no finite (alpha, beta) does better (independent maximiser, from two starts)
+        for start in ([0.0, 0.0], [-5.0, 8.0]):
+            best = scipy.optimize.minimize(
+                lambda p, c=c: -_direct_log_evidence(f, y[:, c], np.exp(p[0]), np.exp(p[1])),
+                x0=start,
+                method="Nelder-Mead",
+                options={"xatol": 1e-8, "fatol": 1e-12, "maxiter": 4000},
+            )
+            assert evidence[c] >= -best.fun - 1e-6
+    assert np.isinf(beta).any()
+    assert np.isfinite(emms.logme_flabel(f, y[:, :, None]))

@@ -10,7 +10,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["SECTIONS", "params_section", "selectors_section", "stages_section", "isa_section"]
+__all__ = [
+    "SECTIONS",
+    "params_section",
+    "selectors_section",
+    "stages_section",
+    "isa_section",
+    "speed_section",
+    "render_readme",
+]
 
 
 def params_section(root: Path) -> str:
@@ -85,9 +93,36 @@ def isa_section(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def speed_section(root: Path) -> str:
+    """The speed benchmarks' own markdown output (benchmarks/results/speed.md)."""
+    return (root / "benchmarks" / "results" / "speed.md").read_text()
+
+
 SECTIONS = {
+    "speed": speed_section,
     "params": params_section,
     "selectors": selectors_section,
     "stages": stages_section,
     "isa-envelope": isa_section,
 }
+
+
+def render_readme(text: str, root: Path, sections=None) -> str:
+    """``text`` with every ``<!-- BEGIN generated: NAME -->`` ... ``<!-- END ... -->``
+    block replaced by ``sections[NAME](root)``; an unknown NAME is an error."""
+    import re
+
+    sections = SECTIONS if sections is None else sections
+    pattern = re.compile(
+        r"(<!-- BEGIN generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- END generated: "
+        r"(?P=name) -->)",
+        re.DOTALL,
+    )
+
+    def replace(match):
+        name = match["name"]
+        if name not in sections:
+            raise KeyError(f"README marker {name!r} has no generator; known: {sorted(sections)}")
+        return match[1] + sections[name](root).rstrip("\n") + "\n" + match[4]
+
+    return pattern.sub(replace, text)

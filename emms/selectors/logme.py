@@ -112,26 +112,57 @@ def fixed_point(
         gamma = (sig / (sig + t)).sum(axis=0)
         m2 = (x2_active * (sig / (sig + t)) / (sig + t)).sum(axis=0)
         res2 = (x2_active * (t / (sig + t)) ** 2).sum(axis=0) + beyond_span[active]
+        # rank N and t -> 0: the noise-free limit, taken after the loop (_noise_free_limit)
+        noise_free = (n - gamma <= n * 1e-12) | (res2 <= tiny)
         alpha[active] = gamma / np.maximum(m2, tiny)
-        beta[active] = (n - gamma) / np.maximum(res2, tiny)
-        done = np.abs(alpha[active] / beta[active] - t) <= tol * t
+        beta[active] = np.where(noise_free, np.inf, (n - gamma) / np.maximum(res2, tiny))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            done = noise_free | (np.abs(alpha[active] / beta[active] - t) <= tol * t)
         active[np.flatnonzero(active)[done]] = False
         if not active.any():
             break
 
-    t = alpha / beta
-    m2 = (x2 * (sig / (sig + t)) / (sig + t)).sum(axis=0)
-    res2 = (x2 * (t / (sig + t)) ** 2).sum(axis=0) + beyond_span
-    log_det = np.log(alpha + beta * sig).sum(axis=0) + (d - len(sigma)) * np.log(alpha)
-    evidence = (
-        d / 2 * np.log(alpha)
-        + n / 2 * np.log(beta)
-        - n / 2 * np.log(2 * np.pi)
-        - beta / 2 * res2
-        - alpha / 2 * m2
-        - log_det / 2
-    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = alpha / beta
+        m2 = (x2 * (sig / (sig + t)) / (sig + t)).sum(axis=0)
+        res2 = (x2 * (t / (sig + t)) ** 2).sum(axis=0) + beyond_span
+        log_det = np.log(alpha + beta * sig).sum(axis=0) + (d - len(sigma)) * np.log(alpha)
+        evidence = (
+            d / 2 * np.log(alpha)
+            + n / 2 * np.log(beta)
+            - n / 2 * np.log(2 * np.pi)
+            - beta / 2 * res2
+            - alpha / 2 * m2
+            - log_det / 2
+        )
+    if len(sigma) == n:
+        evidence, alpha, beta = _noise_free_limit(sigma, x2, evidence, alpha, beta, t)
     return evidence / n, alpha, beta
+
+
+def _noise_free_limit(sigma, x2, evidence, alpha, beta, t):
+    """When F has rank N (D >= N), every target lies in its span and the evidence of a
+    column grows towards a finite supremum at beta -> infinity: the fixed point drives
+    t = alpha / beta to 0 and beta * res2 becomes inf * 0. In that limit the marginal
+    y ~ N(0, beta^-1 I + alpha^-1 F F^T) becomes N(0, alpha^-1 F F^T); per eigen-direction
+    v_i = sigma_i / alpha, so
+
+        log p(y) = -N/2 log 2 pi - 1/2 sum_i log(sigma_i / alpha) - alpha/2 sum_i x_i^2 / sigma_i,
+
+    maximised at alpha* = N / sum_i x_i^2 / sigma_i. Columns whose iteration left a
+    non-finite evidence or a t below 1e-12 sigma_max take this limit (beta = inf)."""
+    n = len(sigma)
+    spread = (x2 / sigma[:, None]).sum(axis=0)
+    alpha_star = n / np.maximum(spread, np.finfo(np.float64).tiny)
+    limit = (
+        -n / 2 * np.log(2 * np.pi) - 0.5 * np.log(sigma).sum() + n / 2 * np.log(alpha_star) - n / 2
+    )
+    degenerate = ~np.isfinite(evidence) | (t <= 1e-12 * sigma.max())
+    better = degenerate | (limit > evidence)
+    evidence = np.where(better, limit, evidence)
+    alpha = np.where(better, alpha_star, alpha)
+    beta = np.where(better, np.inf, beta)
+    return evidence, alpha, beta
 
 
 def logme(features, labels, *, regression: bool = False) -> float:
