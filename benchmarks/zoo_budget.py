@@ -3,8 +3,9 @@
 Runs the whole image side of the embedded benchmark on 2 CPU threads: materialise the raw
 digits, pre-train every model of params.yaml's recognition.zoo, extract features (and
 source probabilities) on every target, and fine-tune every model on every target with 2
-seeds. Prints the time of each stage and, per target, each model's accuracy mean/std over the seeds, the spread of
-the means across the zoo (max - min, and their std) and the mean seed std, with ratios.
+seeds. Prints the time of each stage and, per target, each model's accuracy mean/std over
+the seeds, the spread of the means across the zoo (max - min, and their std) and the mean
+seed std, with ratios.
 
 The embedded ground truth is only meaningful when the zoo spread dwarfs the seed noise:
 the script exits with status 1 when max-min < 3 x mean seed std on any target, or when the
