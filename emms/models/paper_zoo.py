@@ -55,6 +55,7 @@ __all__ = [
     "build_architecture",
     "load_state_dict_file",
     "load_model",
+    "check_weights",
 ]
 
 SOURCES = ("timm", "torchvision", "transformers", "open_clip")
@@ -449,6 +450,51 @@ def load_model(model: PaperModel, root: str | os.PathLike | None = None):
     if not path.is_file():
         raise _missing(model, folder, f"{path} does not exist")
     return _load_strict(model, network, path)
+
+
+def check_weights(model: PaperModel, root: str | os.PathLike | None = None) -> Path:
+    """Check, without building or loading anything, that ``model``'s identifier is known
+    to its library and that its weights files are in place (a run's pre-flight check).
+
+    Returns:
+        The model's folder.
+
+    Raises:
+        UnknownModel: the library has no such model (timm, torchvision, open_clip).
+        WeightsMissing: a file of :func:`expected_files` is not there.
+    """
+    folder = model_folder(model, root)
+    if model.source == "timm":
+        import timm
+
+        if not timm.is_model(model.identifier.split(".")[0]):
+            raise UnknownModel(
+                f"{model.name!r}: timm has no model {model.identifier!r} (see timm.list_models())."
+            )
+    elif model.source == "torchvision":
+        import torchvision
+
+        if model.identifier not in torchvision.models.list_models():
+            raise UnknownModel(
+                f"{model.name!r}: torchvision has no model "
+                f"{model.identifier!r} (see torchvision.models.list_models())."
+            )
+    if model.source in ("timm", "torchvision"):
+        path = folder / (model.weights_file or "model.safetensors")
+        if not path.is_file():
+            raise _missing(model, folder, f"{path} does not exist")
+    elif model.source == "transformers":
+        if not (folder / "config.json").is_file():
+            raise _missing(model, folder, f"no config.json in {folder}")
+        weights = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+                   "pytorch_model.bin.index.json")  # fmt: skip
+        if not any((folder / f).is_file() for f in weights):
+            raise _missing(model, folder, f"no weights file in {folder}")
+    else:
+        files = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+        if not any((folder / f).is_file() for f in files):
+            raise _missing(model, folder, f"no checkpoint in {folder}")
+    return folder
 
 
 TASKS = ("recognition", "captioning", "vqa", "textqa", "referring")

@@ -1,0 +1,86 @@
+"""``python -m emms.paper run --task recognition --config params/paper/recognition.yaml
+--data DIR --weights DIR [--device auto] [--out reports]``: the paper-scale run.
+
+Exit status 0 on success, 2 on any input problem (one line on stderr naming it and the
+fix; nothing partial is left in the cache)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from emms.cache import CacheError
+from emms.datasets.paper import DatasetLayoutError
+from emms.models.flabels import EncoderUnavailable
+from emms.models.paper_zoo import PaperZooError
+
+from .config import PaperRunError, load_run_config
+
+INPUT_ERRORS = (PaperRunError, PaperZooError, DatasetLayoutError, EncoderUnavailable, CacheError)
+
+
+def one_line(error: BaseException) -> str:
+    """The error as one line (a DataLoader worker's re-raised message keeps its last)."""
+    text = str(error)
+    if "Original Traceback" in text:
+        text = [line for line in text.splitlines() if line.strip()][-1]
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(prog="python -m emms.paper", description=__doc__)
+    sub = main.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="features, F-labels, scores and report of one task")
+    run.add_argument("--task", required=True)
+    run.add_argument("--config", help="zoo + run block (default params/paper/TASK.yaml)")
+    run.add_argument("--data", required=True, help="folder holding the datasets' layouts")
+    run.add_argument("--weights", required=True, help="weights root: <weights>/<model name>/")
+    run.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda")
+    run.add_argument("--out", default="reports", help="report folder (default reports)")
+    run.add_argument("--cache", default="cache", help="cache root (default cache)")
+    run.add_argument("--truth", help="CSV dataset,model,seed,METRIC (tasks without a table)")
+    run.add_argument("--datasets", help="comma-separated subset of the datasets")
+    run.add_argument("--models", help="comma-separated subset of the zoo")
+    run.add_argument("--batch-size", type=int)
+    run.add_argument("--num-workers", type=int)
+    run.add_argument("--max-samples", type=int)
+    run.add_argument("--precision", choices=("float16", "bfloat16", "float32"))
+    run.add_argument("--no-progress", action="store_true")
+    return main
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        from .run import run
+
+        cfg = load_run_config(
+            args.task,
+            args.config or f"params/paper/{args.task}.yaml",
+            args.data,
+            args.weights,
+            out=args.out,
+            cache=args.cache,
+            device=args.device,
+            truth=args.truth,
+            datasets=args.datasets.split(",") if args.datasets else None,
+            models=args.models.split(",") if args.models else None,
+            overrides={
+                "batch_size": args.batch_size,
+                "num_workers": args.num_workers,
+                "max_samples": args.max_samples,
+                "precision": args.precision,
+            },
+            progress=not args.no_progress,
+        )
+        result = run(cfg)
+    except INPUT_ERRORS as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return 2
+    print(f"report: {result.report}")
+    print(f"computed {len(result.computed)} arrays, reused {len(result.reused)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

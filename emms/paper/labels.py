@@ -1,0 +1,119 @@
+"""F-labels of the paper-scale run: every training label as text (``label_text``),
+embedded by the paper's text encoders, cached per (dataset, encoder) with a sidecar.
+
+The encoders are the classes of :mod:`emms.models.flabels`, built from a local folder:
+``encoder_dirs[name]`` of the run config, else ``<weights>/<name>`` (the layout
+:func:`emms.models.flabels.load_encoder` expects under ``$EMMS_WEIGHTS``). Encoders of the
+embedded benchmark (``minilm``, ...) come from :func:`load_encoder` itself.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from emms.cache import fingerprint, save_array
+from emms.models.flabels import (
+    ENCODERS,
+    EncoderUnavailable,
+    OpenCLIPTextEncoder,
+    TextEncoder,
+    TransformerTextEncoder,
+    embed_texts,
+    load_encoder,
+)
+from emms.tasks.base import label_text
+
+from .config import RunConfig
+from .extract import is_finished
+
+__all__ = ["encoder_folder", "check_encoder", "build_encoder", "label_texts", "write_flabels"]
+
+_OPEN_CLIP = {"clip-vit-g-14": "ViT-g-14"}
+_CLIP_FILES = ("open_clip_pytorch_model.bin", "open_clip_model.safetensors")
+
+
+def encoder_folder(name: str, cfg: RunConfig) -> Path:
+    return cfg.encoder_dirs.get(name, cfg.weights / name)
+
+
+def _hub_id(name: str) -> str:
+    return {"bert-large-uncased": "google-bert/bert-large-uncased",
+            "gpt2-medium": "openai-community/gpt2-medium",
+            "clip-vit-g-14": "laion/CLIP-ViT-g-14-laion2B-s12B-b42K"}.get(name, name)  # fmt: skip
+
+
+def check_encoder(name: str, cfg: RunConfig) -> Path | None:
+    """The encoder's local folder, checked to hold weights (pre-flight)."""
+    if name not in _OPEN_CLIP and name not in ("bert-large-uncased", "gpt2-medium"):
+        if name in cfg.encoder_dirs:
+            folder = cfg.encoder_dirs[name]
+        else:
+            return None  # an embedded-benchmark encoder, bundled with the environment
+    else:
+        folder = encoder_folder(name, cfg)
+    files = _CLIP_FILES if name in _OPEN_CLIP else ("config.json",)
+    if not folder.is_dir() or not any((folder / f).is_file() for f in files):
+        raise EncoderUnavailable(
+            f"F-label encoder {name!r}: no {' or '.join(files)} in {folder}. On a machine "
+            f"with network run `hf download {_hub_id(name)} --local-dir {folder}` and copy "
+            "the folder here (or set run.encoder_dirs in the config)."
+        )
+    return folder
+
+
+def build_encoder(name: str, cfg: RunConfig) -> TextEncoder:
+    folder = check_encoder(name, cfg)
+    description = ENCODERS[name][0]
+    if folder is None:
+        return load_encoder(name)
+    if name in _OPEN_CLIP:
+        checkpoint = next(folder / f for f in _CLIP_FILES if (folder / f).is_file())
+        return OpenCLIPTextEncoder(name, _OPEN_CLIP[name], checkpoint, description=description)
+    return TransformerTextEncoder(name, folder, description=description)
+
+
+def encoder_recipe(name: str, cfg: RunConfig) -> str:
+    """Fingerprint of the encoder: its name, template and (for a folder) its config."""
+    folder = check_encoder(name, cfg)
+    config = None
+    if folder is not None and (folder / "config.json").is_file():
+        config = json.loads((folder / "config.json").read_text())
+    return fingerprint({"encoder": name, "template": cfg.template, "config": config})
+
+
+def label_texts(record, indices: np.ndarray, cfg: RunConfig) -> list[str]:
+    """One text per sampled training image: ``template`` with its class name."""
+    names = list(record.class_names)
+    return [
+        label_text("class", record.class_ids[i], template=cfg.template, class_names=names)
+        for i in indices
+    ]
+
+
+def write_flabels(
+    dataset: str, record, indices: np.ndarray, cfg: RunConfig, computed: list, reused: list
+) -> None:
+    """Embed the labels of ``dataset`` with every encoder not cached yet."""
+    texts = None
+    for name in cfg.encoders:
+        path = cfg.flabels_path(dataset, name)
+        expect = {
+            "task": cfg.task,
+            "dataset": dataset,
+            "split": record.split,
+            "encoder": name,
+            "template": cfg.template,
+            "recipe": encoder_recipe(name, cfg),
+            "sample": fingerprint(indices.tolist()),
+        }
+        if is_finished(path, expect):
+            reused.append(("flabels", dataset, name))
+            continue
+        texts = texts if texts is not None else label_texts(record, indices, cfg)
+        encoder = build_encoder(name, cfg)
+        array = embed_texts(encoder, texts, progress=cfg.progress)
+        save_array(path, array.astype(np.float32), **expect, description=encoder.description)
+        computed.append(("flabels", dataset, name))

@@ -1,0 +1,171 @@
+"""The report of a paper-scale run: ``OUT/TASK-paper.md`` and, under ``OUT/TASK-paper/``,
+``scores.csv``, ``tau.csv``, ``tau.md`` and ``metrics.json``. Every computed figure is
+labelled as computed by this run; the paper's figures (``data/reference``) are shown
+beside them and labelled as published."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from emms.cache import atomic_write_text
+from emms.selectors.registry import SELECTORS
+
+from .config import RunConfig
+
+__all__ = ["write_report", "HEADLINE_ROW"]
+
+_REPO = Path(__file__).resolve().parents[2]
+HEADLINE_ROW = {
+    "recognition": "image_recognition",
+    "captioning": "image_captioning",
+    "vqa": "visual_question_answering",
+    "referring": "referring_expression_comprehension",
+}
+
+
+def _fmt(value: float) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:+.3f}"
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    columns = [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    for _, row in frame.iterrows():
+        lines.append("| " + " | ".join(str(v) for v in row.tolist()) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def tau_tables(tau: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Per group: selector x dataset weighted tau (with interval when there is one), and
+    the mean over the datasets."""
+    out = {}
+    for group, block in tau.groupby("group", sort=False):
+        values = zip(block["weighted_tau"], block["low"], block["high"], strict=True)
+        cells = block.assign(
+            cell=[
+                _fmt(t) + ("" if not np.isfinite(lo) else f" [{lo:+.2f}, {hi:+.2f}]")
+                for t, lo, hi in values
+            ]
+        )
+        table = cells.pivot(index="selector", columns="dataset", values="cell")
+        table = table.reindex(index=list(dict.fromkeys(block["selector"])))
+        means = block.groupby("selector")["weighted_tau"].mean()
+        table["mean"] = [_fmt(means[s]) for s in table.index]
+        table.insert(0, "method", [SELECTORS[s].label for s in table.index])
+        out[group] = table.reset_index()
+    return out
+
+
+def _headline(cfg: RunConfig, tau: pd.DataFrame) -> dict[str, Any]:
+    means = tau.groupby("selector")["weighted_tau"].mean()
+    computed = None
+    if "emms" in means and "logme_flabel" in means and np.isfinite(means["logme_flabel"]):
+        base = means["logme_flabel"]
+        if base != 0:
+            computed = float(100 * (means["emms"] - base) / abs(base))
+    published = None
+    path = _REPO / "data" / "reference" / "headline.csv"
+    if cfg.task in HEADLINE_ROW and path.is_file():
+        table = pd.read_csv(path).set_index("task")
+        if HEADLINE_ROW[cfg.task] in table.index:
+            published = float(table.loc[HEADLINE_ROW[cfg.task], "gain_over_logme_flabel_percent"])
+    return {"computed_gain_percent": computed, "published_gain_percent": published}
+
+
+def write_report(
+    cfg: RunConfig,
+    scores: pd.DataFrame,
+    tau: pd.DataFrame,
+    truth: pd.DataFrame,
+    truth_source: str,
+    run_info: dict[str, Any],
+) -> Path:
+    """Write the report files; returns the Markdown report's path."""
+    folder = cfg.report_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / "scores.csv", scores.to_csv(index=False))
+    atomic_write_text(folder / "tau.csv", tau.to_csv(index=False))
+    tables = tau_tables(tau)
+    tau_md = "".join(
+        f"### Group `{group}`: weighted tau (computed by this run)\n\n{_markdown(table)}\n"
+        for group, table in tables.items()
+    )
+    atomic_write_text(folder / "tau.md", tau_md)
+    headline = _headline(cfg, tau)
+    metrics = {
+        "task": cfg.task,
+        "truth_source": truth_source,
+        "run": run_info,
+        "headline": headline,
+        "tau": {
+            f"{r.group}/{r.dataset}/{r.selector}": {
+                "weighted_tau": None if not np.isfinite(r.weighted_tau) else r.weighted_tau,
+                "low": None if not np.isfinite(r.low) else r.low,
+                "high": None if not np.isfinite(r.high) else r.high,
+                "n_models": int(r.n_models),
+                "note": r.note,
+            }
+            for r in tau.itertuples()
+        },
+        "mean_seconds_per_model": scores.groupby("selector")["seconds"].mean().to_dict(),
+    }
+    atomic_write_text(folder / "metrics.json", json.dumps(metrics, indent=2, default=str) + "\n")
+
+    published = truth.pivot_table(index="dataset", columns="model", values="truth")
+    published = published.reindex(index=[d for d in cfg.datasets if d in published.index])
+    lines = [
+        f"# {cfg.task}: paper-scale model selection (computed)",
+        "",
+        f"Zoo `{cfg.config_path}`, {len(cfg.models)} models; datasets: "
+        + ", ".join(f"`{d}` (N={run_info['samples'].get(d)})" for d in cfg.datasets)
+        + ".",
+        f"Device `{run_info['device']}`, autocast `{run_info['precision']}`; F-label "
+        f"encoders: {', '.join(f'`{e}`' for e in cfg.encoders)}; template `{cfg.template}`.",
+        f"Truth: {truth_source}.",
+        "",
+        "## Weighted Kendall tau per selector and dataset (computed by this run)",
+        "",
+        "Brackets: the 95 % bootstrap interval over the zoo (groups of 5+ models only).",
+        "",
+        tau_md,
+    ]
+    notes = tau[tau["note"] != ""]
+    if len(notes):
+        lines += ["Not scored:", ""]
+        lines += [f"- `{r.group}/{r.dataset}/{r.selector}`: {r.note}" for r in notes.itertuples()]
+        lines.append("")
+    gain_published = headline["published_gain_percent"]
+    gain_computed = headline["computed_gain_percent"]
+    truth_label = (
+        "published by the paper's release, data/reference"
+        if cfg.truth is None
+        else f"user-supplied, {cfg.truth}"
+    )
+    lines += [
+        "## The paper's figures beside the computed ones",
+        "",
+        "Relative gain of EMMS over LogME (F-label) in mean weighted tau:",
+        "",
+        "| source | gain (%) |",
+        "| --- | --- |",
+        "| published (Meng et al., 2023, abstract; data/reference/headline.csv) | "
+        + ("n/a" if gain_published is None else f"{gain_published:.1f}")
+        + " |",
+        "| computed by this run (EMMS exact vs LogME F-label) | "
+        + ("n/a" if gain_computed is None else f"{gain_computed:.1f}")
+        + " |",
+        "",
+        f"Fine-tuned performance used as truth ({truth_label}):",
+        "",
+        _markdown(published.reset_index().round(3)),
+        "Files: `scores.csv` (every score and its time), `tau.csv`, `tau.md`, `metrics.json`.",
+        "",
+    ]
+    report = cfg.out / f"{cfg.task}-paper.md"
+    atomic_write_text(report, "\n".join(lines))
+    return report
