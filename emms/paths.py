@@ -10,7 +10,7 @@ runs the pipeline in a temporary copy.
     data/processed/TASK/TARGET/            one target: train/test inputs and labels
     models/TASK/MODEL.safetensors (.json)  the zoo, pre-trained in the pipeline
     cache/TASK/features/TARGET/MODEL.npy   features of the training split (+ .json sidecar)
-    cache/TASK/source_probs/TARGET/MODEL.npy
+    cache/TASK/features/TARGET/MODEL.source_probs.npy   source-head probabilities
     cache/TASK/flabels/TARGET/ENCODER.npy  F-labels of the training split
     cache/TASK/truth.csv                   fine-tuning ground truth, one row per run
     reports/TASK.ipynb, reports/TASK.html  the executed report
@@ -76,7 +76,8 @@ class TaskPaths:
         return self.cache / "features" / target / f"{model}.npy"
 
     def source_probs(self, target: str, model: str) -> Path:
-        return self.cache / "source_probs" / target / f"{model}.npy"
+        """Beside the features: one DVC output per stage."""
+        return self.cache / "features" / target / f"{model}.source_probs.npy"
 
     def flabels(self, target: str, encoder: str) -> Path:
         return self.cache / "flabels" / target / f"{encoder}.npy"

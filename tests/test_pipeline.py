@@ -101,6 +101,25 @@ def test_every_stage_lists_the_code_it_imports(built):
 
 
 @pytest.mark.slow
+def test_every_file_a_stage_writes_is_a_declared_output(built):
+    # an undeclared output is not pushed to the DVC remote: a fresh clone would lack it
+    work, _ = built
+    code = (
+        "import json; from dvc.repo import Repo; r = Repo('.');"
+        "print(json.dumps([str(o.def_path) for s in r.index.stages for o in s.outs]))"
+    )
+    outs = json.loads(_run([sys.executable, "-c", code], work).strip().splitlines()[-1])
+    written = [
+        str(p.relative_to(work))
+        for folder in ("data", "models", "cache")
+        for p in (work / folder).rglob("*")
+        if p.is_file() and p.name != ".gitignore" and "reference" not in p.parts
+    ]
+    undeclared = [f for f in written if not _covered(f, outs)]
+    assert written and not undeclared, undeclared
+
+
+@pytest.mark.slow
 def test_outputs_are_pure_and_reruns_are_narrow(built):
     work, _ = built
     dvc = [sys.executable, "-m", "dvc"]
@@ -147,3 +166,43 @@ def test_corrupt_raw_data_stops_every_reader(built, tmp_path):
         assert failed.returncode == 2 and "not the pinned" in failed.stderr
     finally:
         raw.write_bytes(good)
+
+
+@pytest.mark.slow
+def test_a_failing_report_under_dvc_keeps_the_previous_one(built):
+    work, _ = built
+    notebook = work / "notebooks" / "recognition.ipynb"
+    good = notebook.read_text()
+    reports = work / "reports"
+    before = {
+        p: p.read_bytes() for p in reports.rglob("*") if p.is_file() and "timings" not in p.parts
+    }
+    try:
+        cells = json.loads(good)
+        cells["cells"].insert(
+            3,
+            {
+                "cell_type": "code",
+                "execution_count": None,
+                "metadata": {},
+                "outputs": [],
+                "source": "raise RuntimeError('broken cell')",
+            },
+        )
+        notebook.write_text(json.dumps(cells))
+        failed = subprocess.run(
+            [sys.executable, "-m", "dvc", "repro"],
+            cwd=work,
+            env=_env(),
+            capture_output=True,
+            text=True,
+        )
+        assert failed.returncode != 0 and "broken cell" in failed.stdout + failed.stderr
+        after = {
+            p: p.read_bytes()
+            for p in reports.rglob("*")
+            if p.is_file() and "timings" not in p.parts
+        }
+        assert after == before
+    finally:
+        notebook.write_text(good)

@@ -80,7 +80,7 @@ def isa_section(root: Path) -> str:
         f"{record['machine']['torch_cpu_capability']}; task {record['task']}, "
         f"{len(record['seeds'])} seeds), zoo and truth retrained from scratch per setting:",
         "",
-        "| setting | largest \\|change\\| of a model's mean truth | in native seed stds "
+        "| setting | largest \\|change\\| of a model's mean truth | in the dataset's mean seed stds "
         "| models moved more than 2 seed stds |",
         "| --- | ---: | ---: | ---: |",
     ]

@@ -1,0 +1,82 @@
+"""The two levels of reproduction: exact metric comparison and the from-scratch envelope."""
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from emms.params import load_params
+from emms.reports.envelope import check_envelope
+from emms.reports.metrics import compare_metrics, flatten, max_metric_change
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tree():
+    return {
+        "digits10": {"emms": {"weighted_tau": 0.5}, "logme_flabel": {"weighted_tau": 0.3}},
+        "intervals": {
+            "digits10": {
+                "emms": {"weighted_tau": [0.2, 0.8]},
+                "logme_flabel": {"weighted_tau": [-0.1, 0.6]},
+            }
+        },
+        "truth": {"digits10": {"m1": {"mean": 0.90, "std": 0.01, "seeds": 3}}},
+        "winners": {"digits10": "emms"},
+        "headline": {"sign": "+"},
+        "machine": {"cpu": "this one"},
+    }
+
+
+def test_identical_runs_are_inside_with_every_check_counted():
+    result = check_envelope(_tree(), _tree(), isa_allowance=0.0)
+    assert result.ok and not result.flags and result.checked == 3  # 1 truth + 2 taus
+
+
+def test_truth_bound_is_seed_noise_plus_isa_allowance():
+    fresh = _tree()
+    noise = (2 * 0.01**2 / 3) ** 0.5  # both means' standard errors
+    fresh["truth"]["digits10"]["m1"]["mean"] = 0.90 + 3 * noise + 0.009
+    assert check_envelope(fresh, _tree(), isa_allowance=0.01).ok
+    problems = check_envelope(fresh, _tree(), isa_allowance=0.0).problems
+    assert len(problems) == 1 and "truth/digits10/m1" in problems[0]
+
+
+def test_tau_outside_its_committed_interval_fails_and_winner_change_is_flagged():
+    fresh = _tree()
+    fresh["digits10"]["emms"]["weighted_tau"] = 0.1
+    fresh["winners"]["digits10"] = "logme_flabel"
+    result = check_envelope(fresh, _tree(), isa_allowance=0.0)
+    assert [p.split(":")[0] for p in result.problems] == ["digits10/emms/weighted_tau"]
+    assert result.flags == ["winners/digits10: 'logme_flabel' now, 'emms' committed"]
+    fresh["digits10"]["emms"]["weighted_tau"] = 0.19  # within the slack of 0.02
+    assert check_envelope(fresh, _tree(), isa_allowance=0.0).ok
+
+
+def test_a_model_missing_from_the_fresh_truth_fails():
+    fresh = copy.deepcopy(_tree())
+    del fresh["truth"]["digits10"]["m1"]
+    assert "missing" in check_envelope(fresh, _tree(), isa_allowance=1.0).problems[0]
+
+
+def test_exact_comparison_ignores_the_machine_and_compares_intervals():
+    other = _tree()
+    other["machine"] = {"cpu": "another"}
+    assert compare_metrics(other, _tree(), 1e-9) == []
+    assert "intervals/digits10/emms/weighted_tau/1" in flatten(_tree())
+    other["intervals"]["digits10"]["emms"]["weighted_tau"][1] = 0.81
+    assert compare_metrics(other, _tree(), 1e-9) == [
+        "intervals/digits10/emms/weighted_tau/1: fresh 0.81 vs committed 0.8"
+    ]
+    assert max_metric_change(other, _tree()) == pytest.approx(0.01)
+
+
+def test_isa_allowance_covers_what_simulated_instruction_sets_did():
+    measured = json.loads((ROOT / "benchmarks" / "results" / "isa_envelope.json").read_text())
+    allowance = load_params(ROOT / "params.yaml").evaluation.isa_allowance
+    assert measured["task"] == "recognition"
+    assert allowance >= measured["largest_change"], (allowance, measured["largest_change"])
+    committed = json.loads((ROOT / "reports" / "metrics" / "recognition.json").read_text())
+    seeds = {model["seeds"] for d in committed["truth"].values() for model in d.values()}
+    assert seeds == {len(measured["seeds"])}  # measured on the committed recipe
