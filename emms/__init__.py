@@ -12,6 +12,14 @@ Arrays in, numbers out::
 """
 
 from ._validation import HighDimensionWarning, InputError
+from .evaluation import (
+    Estimate,
+    evaluate_ranking,
+    kendall_tau,
+    pearson,
+    rel_at_k,
+    weighted_tau,
+)
 from .selectors.baselines import (
     gbc,
     hscore,
@@ -24,17 +32,10 @@ from .selectors.baselines import (
     transrate,
     transrate_flabel,
 )
-from .evaluation import (
-    Estimate,
-    evaluate_ranking,
-    kendall_tau,
-    pearson,
-    rel_at_k,
-    weighted_tau,
-)
-from .selectors.logme import logme, logme_evidence, logme_flabel
+from .selectors.emms_selector import EMMSResult, emms, emms_zoo
+from .selectors.logme import logme, logme_evidence, logme_flabel, logme_flabel_zoo
 from .selectors.registry import SELECTORS, SelectorSpec
-from .selectors.emms_selector import EMMSResult, emms
+from .selectors.streaming import emms_streaming
 
 __version__ = "0.1.0"
 
@@ -56,11 +57,14 @@ __all__ = [
     "HighDimensionWarning",
     "InputError",
     "emms",
+    "emms_zoo",
+    "emms_streaming",
     "evaluate_ranking",
     "kendall_tau",
     "logme",
     "logme_evidence",
     "logme_flabel",
+    "logme_flabel_zoo",
     "pearson",
     "rel_at_k",
     "weighted_tau",
