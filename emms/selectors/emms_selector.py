@@ -300,7 +300,12 @@ def emms(
         raise InputError(f"solver={solver!r} is unknown; choose one of {SOLVERS}.")
     x = _prepare_features(features, standardize, ridge)
     blocks = _prepare_labels(label_embeddings, x.shape[0], layout)
-    stats = label_moments(blocks, standardize=standardize) if solver != "released" else None
+    # the torch backend computes the label moments on its device (see _score)
+    stats = (
+        label_moments(blocks, standardize=standardize)
+        if solver != "released" and backend != "torch"
+        else None
+    )
     return _score(
         x, blocks, label_embeddings, layout, stats,
         solver=solver, standardize=standardize, ridge=ridge, dtype=dtype,
@@ -349,7 +354,9 @@ def emms_zoo(
             n = x.shape[0]
             blocks = _prepare_labels(label_embeddings, n, layout, stacklevel=3)
             if solver != "released":
-                stats = label_moments(blocks, standardize=standardize)
+                stats = _backend_label_moments(
+                    _Backend(backend, device, float_dtype(dtype)), blocks, standardize
+                )
         elif x.shape[0] != n:
             raise InputError(
                 f"features of {name!r} have {x.shape[0]} rows but the first model's have "
@@ -369,6 +376,8 @@ def _score(
 ) -> EMMSResult:  # fmt: skip
     """EMMS on checked inputs; ``stats`` = label_moments(blocks) (None for released)."""
     be = _Backend(backend, device, float_dtype(dtype))
+    if stats is None and solver != "released":
+        stats = _backend_label_moments(be, blocks, standardize)
     with be.precise():
         if solver == "exact" and be.dtype == np.float32:
             return _exact_refined(be, x, blocks, label_embeddings, layout, stats, standardize,
@@ -381,6 +390,15 @@ def _score(
         if solver == "exact":
             return _exact(be, x, blocks, label_embeddings, layout, stats, ridge)
         return _paper(be, x, blocks, stats, standardize, ridge, tol, max_iter)
+
+
+def _backend_label_moments(be, blocks, standardize):
+    """:func:`label_moments` on the backend's device (the blocks are uploaded in their
+    own dtype, one at a time, and accumulated in float64 there)."""
+    if be.name == "numpy":
+        return label_moments(blocks, standardize=standardize)
+    device_blocks = [be.torch.as_tensor(np.asarray(b), device=be.device) for b in blocks]
+    return label_moments(device_blocks, standardize=standardize)
 
 
 def _gram(be, x, ridge):

@@ -82,6 +82,8 @@ def label_moments(
         ``scale = population std + eps``.
     """
     k, (n, width) = len(blocks), blocks[0].shape
+    if not isinstance(blocks[0], np.ndarray):
+        return _label_moments_torch(blocks, standardize, eps, chunk)
     if standardize:
         mean = np.stack([block.mean(axis=0, dtype=np.float64) for block in blocks])
         check_scale(mean, "label_embeddings")
@@ -98,6 +100,39 @@ def label_moments(
             for i in range(k):
                 for j in range(i + 1):
                     cross[i, j] += np.einsum("ij,ij->j", centred[i], centred[j])
+    for i in range(k):
+        for j in range(i):
+            cross[j, i] = cross[i, j]
+    check_scale(cross, "label_embeddings")
+    if standardize:
+        scale = np.sqrt(cross[np.arange(k), np.arange(k)] / n) + eps
+    else:
+        scale = np.ones((k, width))
+    gram = (cross / (scale[:, None, :] * scale[None, :, :])).sum(axis=2)
+    return mean, scale, gram
+
+
+def _label_moments_torch(blocks, standardize, eps, chunk):
+    """:func:`label_moments` for torch tensors, on their device (float64 accumulation);
+    returns NumPy arrays. Used by the torch backend so that the N L K pass over the
+    labels runs on the accelerator rather than on the host."""
+    import torch
+
+    k, (n, width) = len(blocks), blocks[0].shape
+    device = blocks[0].device
+    if standardize:
+        mean = torch.stack([block.sum(dim=0, dtype=torch.float64) / n for block in blocks])
+    else:
+        mean = torch.zeros((k, width), dtype=torch.float64, device=device)
+    check_scale(mean.cpu().numpy(), "label_embeddings")
+    cross = torch.zeros((k, k, width), dtype=torch.float64, device=device)
+    step = max(1, chunk // width)
+    for start in range(0, n, step):
+        centred = [block[start : start + step].double() - mean[i] for i, block in enumerate(blocks)]
+        for i in range(k):
+            for j in range(i + 1):
+                cross[i, j] += (centred[i] * centred[j]).sum(dim=0)
+    cross, mean = cross.cpu().numpy(), mean.cpu().numpy()
     for i in range(k):
         for j in range(i):
             cross[j, i] = cross[i, j]
