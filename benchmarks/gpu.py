@@ -74,7 +74,7 @@ def main(argv=None):
 
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine()
     info = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="minutes"),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
         "card": card,
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
