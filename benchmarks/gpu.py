@@ -73,8 +73,9 @@ def main(argv=None):
             torch.cuda.synchronize()
 
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine()
+    now = datetime.datetime.now(datetime.timezone.utc)  # noqa: UP017 (older Pythons)
     info = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
+        "date": now.isoformat(timespec="minutes"),
         "card": card,
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
