@@ -667,8 +667,11 @@ def _released(be, x, blocks, standardize, ridge) -> EMMSResult:
         torch = be.torch
         w = torch.linalg.lstsq(x, target).solution
         fit = x @ w
-        stacked = torch.stack(zs, dim=2).reshape(n * width, k)
-        t = be.numpy64(torch.linalg.lstsq(stacked, fit.reshape(-1, 1)).solution).ravel()
+        # The (N L, K) least squares by its K x K normal equations in float64: cuSOLVER's
+        # QR refuses N L beyond ~2^31 / K rows (N = 100k, L = 1024 fails), and for K
+        # well-conditioned F-labels the normal equations lose nothing measurable.
+        gram = np.array([[be.dot(a, b) for b in zs] for a in zs])
+        t = np.linalg.solve(gram, np.array([be.dot(z, fit) for z in zs]))
     t = sparsemax(np.asarray(t, dtype=np.float64))
     r = fit - sum(float(t_k) * z for t_k, z in zip(t, zs, strict=True))
     objective = be.dot(r, r) / (n * width)

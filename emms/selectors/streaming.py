@@ -156,7 +156,10 @@ def open_rows(features, label_embeddings, *, layout=None):
         rows = [z.shape[0] for z in sources]
 
         def read_labels(start, stop):
-            return np.stack([np.asarray(z[start:stop], dtype=np.float64) for z in sources], 1)
+            block = np.stack([np.asarray(z[start:stop], dtype=np.float64) for z in sources], 1)
+            for z in sources:
+                _release(z, start, stop)
+            return block
 
     else:
         z = _load(label_embeddings, "label_embeddings")
@@ -165,7 +168,9 @@ def open_rows(features, label_embeddings, *, layout=None):
             k, width = 1, z.shape[1]
 
             def read_labels(start, stop):
-                return np.asarray(z[start:stop], dtype=np.float64)[:, None, :]
+                block = np.asarray(z[start:stop], dtype=np.float64)[:, None, :]
+                _release(z, start, stop)
+                return block
 
         elif len(z.shape) == 3:
             order = stack_layout(z.shape, layout)
@@ -173,15 +178,19 @@ def open_rows(features, label_embeddings, *, layout=None):
                 k, width = z.shape[1], z.shape[2]
 
                 def read_labels(start, stop):
-                    return np.asarray(z[start:stop], dtype=np.float64)
+                    block = np.asarray(z[start:stop], dtype=np.float64)
+                    _release(z, start, stop)
+                    return block
 
             else:
                 width, k = z.shape[1], z.shape[2]
 
                 def read_labels(start, stop):
-                    return np.ascontiguousarray(
+                    block = np.ascontiguousarray(
                         np.moveaxis(np.asarray(z[start:stop], dtype=np.float64), 2, 1)
                     )
+                    _release(z, start, stop)
+                    return block
 
         else:
             raise InputError(
@@ -193,6 +202,28 @@ def open_rows(features, label_embeddings, *, layout=None):
             "of every feature row, in the same order."
         )
     return x, read_labels, (n, d, k, width)
+
+
+def _release(array, start, stop):
+    """Drop rows [start, stop) of a memory-mapped array from this process's resident set
+    (``madvise(MADV_DONTNEED)``; the file's pages stay in the OS page cache). Without it
+    every page read through the mapping stays counted in the process's RSS, which then
+    grows with N although nothing is kept."""
+    import mmap
+
+    handle = getattr(array, "_mmap", None)
+    if handle is None or not hasattr(mmap, "MADV_DONTNEED") or len(array.shape) < 1:
+        return
+    row_bytes = array.strides[0]
+    base = getattr(array, "offset", 0)
+    page = mmap.PAGESIZE
+    first = -(-(base + start * row_bytes) // page) * page  # pages wholly inside the rows
+    last = (base + stop * row_bytes) // page * page
+    if last > first:
+        try:
+            handle.madvise(mmap.MADV_DONTNEED, first, last - first)
+        except (OSError, ValueError):
+            pass
 
 
 def _finite(block, name, start):
@@ -317,10 +348,10 @@ def emms_streaming(
     total = None
     for start in range(0, n, block_rows):
         stop = min(start + block_rows, n)
-        part = block_moments(
-            np.asarray(x[start:stop], dtype=np.float64), read_labels(start, stop),
-            x_shift, z_shift, start,
-        )  # fmt: skip
+        x_block = np.asarray(x[start:stop], dtype=np.float64)
+        _release(x, start, stop)
+        part = block_moments(x_block, read_labels(start, stop), x_shift, z_shift, start)
+        del x_block
         total = part if total is None else total.accumulate(part)
         del part
     return moments_to_result(total, ridge=ridge, standardize=standardize)
