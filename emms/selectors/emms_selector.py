@@ -145,9 +145,10 @@ class _Backend:
         return value.sum(dim=0, dtype=self.torch.float64)
 
     def block_rows(self, width: int) -> int:
-        """Rows per block: ~4M entries on the CPU (a float64 copy of a block stays in the
-        tens of MiB), ~64M on an accelerator (fewer, larger kernels)."""
-        entries = (1 << 22) if self.name == "numpy" or self.device.type == "cpu" else (1 << 26)
+        """Rows per block: ~16M entries on the CPU (a float64 copy of a block stays in the
+        tens of MiB, and each block's GEMM dwarfs its float64 accumulation even on many
+        cores), ~64M on an accelerator (fewer, larger kernels)."""
+        entries = (1 << 24) if self.name == "numpy" or self.device.type == "cpu" else (1 << 26)
         return max(256, entries // max(width, 1))
 
     def precise(self):
