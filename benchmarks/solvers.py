@@ -9,7 +9,8 @@ models, float32 inputs.
     python benchmarks/solvers.py --quick    # a small shape, seconds
 
 Rows:
-  exact              emms(solver="exact", dtype="float32"): the inputs' dtype throughout
+  exact              emms(solver="exact", dtype="float32"): float32 products, float64 Gram
+                     and one refinement step (scores within ~1e-7 of float64)
   exact, float64     emms(solver="exact"), the default: float64 work on float32 inputs
   paper              emms(solver="paper") at --tol; its objective must match exact to 1e-6
   released           emms(solver="released"), the authors' single pass
@@ -17,7 +18,10 @@ Rows:
   LogME, per target  the same maths one target at a time (the reference code's loop:
                      a projection U^T y and a fixed point per column)
   floor              one product X^T [X, Z] in the input dtype, the least any exact
-                     method must compute
+                     method must compute; "floor, float64" the same product in float64
+Agreement of float32 with float64 work is reported on these inputs and on ill-conditioned
+ones (column scales 1e-3..1e3, ReLU offset, near-collinear column pairs, as
+tests/test_scale.py) at the same shape.
 Peak memory of exact is traced with tracemalloc (NumPy reports its buffers to it) and
 compared with the bytes of its inputs.
 """
@@ -50,6 +54,22 @@ def make_inputs(n, d, width, k, seed=0):
     for i, noise in enumerate(np.linspace(0.5, 2.0, k)):
         labels[:, :, i] = signal + noise * rng.standard_normal((n, width), dtype=np.float32)
     return features, labels
+
+
+def ill_conditioned_inputs(n, d, width, k, seed=0):
+    """Features like real CNN features (tests/test_scale.py's generator, at scale)."""
+    rng = np.random.default_rng(seed)
+    latent = rng.standard_normal((n, 64), dtype=np.float32)
+    x = latent @ rng.standard_normal((64, d), dtype=np.float32)
+    x += 0.05 * rng.standard_normal((n, d), dtype=np.float32)
+    x[:, 1::4] = x[:, 0::4] + 1e-3 * rng.standard_normal((n, d // 4), dtype=np.float32)
+    x = np.maximum(x, 0) + 0.5
+    x *= (10.0 ** rng.uniform(-3, 3, d)).astype(np.float32)
+    signal = latent @ rng.standard_normal((64, width), dtype=np.float32)
+    labels = np.empty((n, width, k), dtype=np.float32)
+    for i, noise in enumerate(np.linspace(0.1, 1.0, k)):
+        labels[:, :, i] = signal + noise * rng.standard_normal((n, width), dtype=np.float32)
+    return x, labels
 
 
 def logme_per_target(features, label_embeddings):
@@ -97,6 +117,9 @@ def main(argv=None):
 
     rows = {}
     rows["floor: X^T [X, Z]"] = median_time(lambda: features.T @ concatenated, args.runs)
+    features64, concatenated64 = features.astype(np.float64), concatenated.astype(np.float64)
+    rows["floor, float64"] = median_time(lambda a=features64, b=concatenated64: a.T @ b, args.runs)
+    del features64, concatenated64
     f32 = {"dtype": "float32"}
     rows["exact"] = median_time(lambda: emms.emms(features, labels, **f32), args.runs)
     rows["exact, float64 work (the default)"] = median_time(
@@ -122,6 +145,12 @@ def main(argv=None):
     tracemalloc.stop()
 
     exact_time, exact = rows["exact"]
+    exact64 = rows["exact, float64 work (the default)"][1]
+    agreement = abs(exact.objective - exact64.objective) / exact64.objective
+    ill_x, ill_z = ill_conditioned_inputs(args.n, args.d, args.width, args.k)
+    ill32, ill64 = emms.emms(ill_x, ill_z, dtype="float32"), emms.emms(ill_x, ill_z)
+    ill_agreement = abs(ill32.objective - ill64.objective) / ill64.objective
+    del ill_x, ill_z
     paper = rows["paper"][1]
     released = rows["released"][1]
     relative_gap = abs(paper.objective - exact.objective) / exact.objective
@@ -130,7 +159,7 @@ def main(argv=None):
         f"median of {args.runs} runs.",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, NumPy {np.__version__}; "
-        f"{datetime.date.today().isoformat()}.",
+        f"{datetime.date.today().isoformat()}; shared with other jobs, run under nice.",
         "",
         "| method | median s | time / exact | result |",
         "| --- | ---: | ---: | --- |",
@@ -156,7 +185,13 @@ def main(argv=None):
         "- LogME (F-label) / exact: "
         f"batched {rows['LogME (F-label), batched'][0] / exact_time:.1f}x, "
         f"per target {rows['LogME (F-label), per target'][0] / exact_time:.1f}x",
-        f"- exact / floor: {exact_time / rows['floor: X^T [X, Z]'][0]:.2f}x",
+        f"- exact (float32) / floor (float32): {exact_time / rows['floor: X^T [X, Z]'][0]:.2f}x",
+        "- exact, float64 work / floor, float64: "
+        f"{rows['exact, float64 work (the default)'][0] / rows['floor, float64'][0]:.2f}x",
+        f"- float32 vs float64 objective (relative): {agreement:.1e} on these inputs, "
+        f"{ill_agreement:.1e} on ill-conditioned features of the same shape "
+        f"(objective {ill64.objective:.6g}; weights float32 {np.round(ill32.weights, 4)}, "
+        f"float64 {np.round(ill64.weights, 4)})",
         f"- peak traced memory of exact: {peak / 2**20:.0f} MiB = {peak / input_bytes:.2f}x "
         f"its inputs ({input_bytes / 2**20:.0f} MiB)",
     ]

@@ -42,6 +42,9 @@ _EXPORTS = {
     "SelectorSpec": "emms.selectors.registry",
     "EMMSResult": "emms.selectors.emms_selector",
     "emms": "emms.selectors.emms_selector",
+    "emms_zoo": "emms.selectors.emms_selector",
+    "emms_streaming": "emms.selectors.streaming",
+    "logme_flabel_zoo": "emms.selectors.logme",
     "EMMSEvidenceResult": "emms.selectors.emms_evidence",
     "emms_evidence": "emms.selectors.emms_evidence",
 }

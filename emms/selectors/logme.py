@@ -28,11 +28,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from emms._validation import check_features, check_labels, check_targets
+from emms._validation import InputError, check_features, check_labels, check_targets
 
 from .preprocessing import as_label_embedding_stack, standardize
 
-__all__ = ["logme", "logme_flabel", "logme_evidence", "spectrum", "fixed_point"]
+__all__ = [
+    "logme",
+    "logme_flabel",
+    "logme_flabel_zoo",
+    "logme_evidence",
+    "spectrum",
+    "fixed_point",
+]
 
 
 def spectrum(features: np.ndarray) -> tuple[np.ndarray, np.ndarray, callable]:
@@ -188,7 +195,7 @@ def logme(features, labels, *, regression: bool = False) -> float:
     return float(logme_evidence(f, y)[0].mean())
 
 
-def logme_flabel(features, label_embeddings) -> float:
+def logme_flabel(features, label_embeddings, *, layout: str | None = None) -> float:
     """LogME (F-label): LogME in regression mode on the F-labels, the baseline of the EMMS
     paper's headline (Meng et al., NeurIPS 2023, §4).
 
@@ -198,13 +205,53 @@ def logme_flabel(features, label_embeddings) -> float:
     Args:
         features: (N, D).
         label_embeddings: (N, L, K), (N, L) or a list of K (N, L_k) arrays.
+        layout: ``"NLK"`` or ``"NKL"`` for a 3-D stack, as in :func:`emms.emms` (an
+            implausible K axis, K > L or K > 32, is refused without it).
 
     Returns:
         Mean maximum log evidence per sample over the L K target columns.
     """
     f = check_features(features)
-    blocks = as_label_embedding_stack(label_embeddings, f.shape[0])
-    targets = np.concatenate(
-        [standardize(np.asarray(block, dtype=np.float64)) for block in blocks], axis=1
-    )
+    targets = _flabel_targets(label_embeddings, f.shape[0], layout)
     return float(logme_evidence(f, targets)[0].mean())
+
+
+def _flabel_targets(label_embeddings, n, layout):
+    blocks = as_label_embedding_stack(label_embeddings, n, layout=layout)
+    return np.concatenate(
+        [
+            standardize(np.asarray(block, dtype=np.float64), name="label_embeddings")
+            for block in blocks
+        ],
+        axis=1,
+    )
+
+
+def logme_flabel_zoo(features_by_model, label_embeddings, *, layout: str | None = None) -> dict:
+    """LogME (F-label) of every model of a zoo against one target, the label side once.
+
+    ``logme_flabel_zoo({name: F}, Z)[name] == logme_flabel(F, Z)``. Shared across
+    models: the checks and standardisation of the F-labels into the (N, L K) target
+    matrix Y and the squared norms ||y_c||^2 of its columns (what the fixed point needs
+    beyond the projections). Per model: its spectrum (one eigendecomposition of F^T F or
+    F F^T), the projections U^T Y and the vectorised fixed point over all L K targets.
+
+    Returns:
+        dict model name -> score, in the mapping's order.
+    """
+    if not features_by_model:
+        raise InputError("features_by_model is empty; pass {model name: (N, D) features}.")
+    targets, norms, results = None, None, {}
+    for name, features in features_by_model.items():
+        f = check_features(features, name=f"features[{name!r}]").astype(np.float64, copy=False)
+        if targets is None:
+            targets = _flabel_targets(label_embeddings, f.shape[0], layout)
+            norms = (targets * targets).sum(axis=0)
+        elif f.shape[0] != targets.shape[0]:
+            raise InputError(
+                f"features[{name!r}] have {f.shape[0]} rows but the F-labels have "
+                f"N={targets.shape[0]}; score every model on the same target samples."
+            )
+        sigma, project = spectrum(f)
+        results[name] = float(fixed_point(sigma, project(targets), norms, f.shape)[0].mean())
+    return results
