@@ -80,3 +80,26 @@ def test_isa_allowance_covers_what_simulated_instruction_sets_did():
     committed = json.loads((ROOT / "reports" / "metrics" / "recognition.json").read_text())
     seeds = {model["seeds"] for d in committed["truth"].values() for model in d.values()}
     assert seeds == {len(measured["seeds"])}  # measured on the committed recipe
+
+
+def test_zoo_resolution_and_isa_flags_on_a_constructed_zoo(tmp_path):
+    import pandas as pd
+
+    from emms.reports.stability import isa_sensitivity, zoo_resolution
+
+    summary = pd.DataFrame(
+        {"dataset": ["d"] * 4, "model": list("abcd"), "mean": [0.1, 0.2, 0.4, 0.8]}
+    )
+    assert zoo_resolution(summary)["d"] == pytest.approx(0.2)  # median of 0.1, 0.2, 0.4
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    rows = [
+        {"setting": "avx2", "dataset": "d", "model": "a", "change": -0.05},
+        {"setting": "default", "dataset": "d", "model": "a", "change": 0.25},
+        {"setting": "avx2", "dataset": "d", "model": "b", "change": 0.1},
+    ]
+    (results / "isa_envelope.json").write_text(json.dumps({"rows": rows}))
+    frame = isa_sensitivity(summary, tmp_path).set_index("model")
+    assert frame.loc["a", "largest ISA change"] == pytest.approx(0.25)
+    assert bool(frame.loc["a", "can reorder"]) and not bool(frame.loc["b", "can reorder"])
+    assert isa_sensitivity(summary, tmp_path / "nowhere").empty
