@@ -74,3 +74,11 @@ def test_sections_are_offered_for_every_task_with_tables():
     assert {"recognition-results", "recognition-tau", "recognition-timings"} <= set(
         render_sections(ROOT / "reports")
     )
+
+
+def test_task_sections_take_the_project_root_like_the_readme_command():
+    from emms.reports.readme import TASK_SECTIONS
+
+    sections = render_sections(ROOT / "reports")
+    for name, section in TASK_SECTIONS.items():
+        assert section(ROOT) == sections[name]

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from emms.reports import discussion, experiment, plotting
-from emms.reports.check import html_problems
+from emms.reports.check import html_problems, report_problems
 
 matplotlib.use("Agg")
 
@@ -57,6 +57,21 @@ def test_image_data_is_not_searched_for_paths():
     # base64 can spell "/tmp/" by chance; only what a reader sees counts
     html = CLEAN.replace(PNG, "data:image/png;base64,AAAA/tmp/BBBB/work/CC==")
     assert html_problems(html, n_figures=1) == []
+
+
+def _made_by_this_module(html: Path) -> bool:
+    # every table shown through emms.reports.session carries this class
+    return "emms-table-" in html.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("html", sorted(REPORTS.glob("*.html")), ids=lambda p: p.name)
+def test_committed_reports_read_cleanly(html):
+    if not _made_by_this_module(html):
+        pytest.skip(
+            f"{html.name} predates emms.reports' layout; regenerate it with "
+            f"`python -m emms report --task {html.stem}`"
+        )
+    assert report_problems(REPORTS, html.stem) == []
 
 
 # --- warnings, timings --------------------------------------------------------------------
@@ -236,3 +251,15 @@ def test_weights_figure_marks_collapsed_fits():
     assert ticks[0] == ["m0", "m1"] and ticks[1] == ["m0", "m1  ✗"]
     assert any("arbitrary" in t.get_text() for t in fig.texts)
     matplotlib.pyplot.close(fig)
+
+
+def test_tables_are_whole_without_index_and_carry_the_layout_class():
+    from emms.reports.session import _html_table
+
+    long = "MiniLM's pre-trained word-piece embeddings, mean-pooled over the words " * 2
+    frame = pd.DataFrame({"encoder": ["minilm"], "what it is": [long], "width": [384]})
+    frame.columns.name = "dataset"
+    html = _html_table(frame)
+    assert "emms-table-" in html and long.strip() in html
+    assert "<th>dataset</th>" not in html  # no stray header from the columns' name
+    assert html_problems(html) == []

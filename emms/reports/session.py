@@ -555,10 +555,14 @@ def _speed_text(speed: dict, repeats: int) -> str:
 
 
 def stage_timings_table(timings: dict) -> pd.DataFrame:
-    """``reports/timings/TASK.json`` as a table: stage, seconds (and minutes)."""
+    """``reports/timings/TASK.json`` as a table: stage, seconds (and minutes), in the
+    order the pipeline runs them."""
+    from emms.cli import STAGES
+
+    order = {stage: i for i, stage in enumerate(STAGES)}
     rows = [
         {"stage": stage, "seconds": float(seconds), "minutes": float(seconds) / 60}
-        for stage, seconds in timings.items()
+        for stage, seconds in sorted(timings.items(), key=lambda kv: order.get(kv[0], len(order)))
         if isinstance(seconds, int | float)
     ]
     return pd.DataFrame(rows, columns=["stage", "seconds", "minutes"])
