@@ -93,21 +93,16 @@ def _envelope(paths: list[str], params_path: str) -> int:
 
 
 def _readme(check: bool) -> int:
-    from pathlib import Path
+    from .reports.readme import readme_differences, update_readme
 
-    from .cache import atomic_write_text
-    from .reports.readme_sections import render_readme
-
-    path = Path("README.md")
-    text = path.read_text()
-    fresh = render_readme(text, Path("."))
     if check:
-        if fresh != text:
-            raise UsageError("README.md's generated sections are stale; run `make readme`.")
+        stale = readme_differences("README.md", "reports")
+        if stale:
+            raise UsageError(f"README.md sections {stale} are stale; run `make readme`.")
         print("README.md: generated sections up to date")
         return 0
-    atomic_write_text(path, fresh)
-    print("README.md: generated sections rewritten")
+    changed = update_readme("README.md", "reports")
+    print(f"README.md: rewrote {', '.join(changed)}" if changed else "README.md: up to date")
     return 0
 
 

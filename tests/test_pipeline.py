@@ -89,6 +89,15 @@ def test_tiny_pipeline_writes_every_report_file(built):
 
 
 @pytest.mark.slow
+def test_tiny_pipeline_report_reads_cleanly(built):
+    """No stderr, every figure embedded, no path of this machine, no truncated cell."""
+    from emms.reports.check import report_problems
+
+    work, _ = built
+    assert report_problems(work / "reports", "recognition") == []
+
+
+@pytest.mark.slow
 def test_every_stage_lists_the_code_it_imports(built):
     work, imports = built
     deps = _stage_deps(work)

@@ -7,16 +7,25 @@ model, timing each call; rank; evaluate with :func:`emms.evaluation.evaluate_ran
 
 from __future__ import annotations
 
+import re
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from emms.cache import CacheError, fingerprint, load_array
-from emms.evaluation import MIN_MODELS_FOR_SPREAD, align_scores_and_truth, evaluate_ranking
+from emms.evaluation import (
+    MIN_MODELS_FOR_SPREAD,
+    InputError,
+    align_scores_and_truth,
+    evaluate_ranking,
+    paired_tau_difference,
+    summarise_wins,
+    weighted_tau,
+)
 from emms.paths import TaskPaths
 from emms.selectors.emms_selector import emms
 from emms.selectors.registry import (
@@ -36,7 +45,33 @@ __all__ = [
     "truth_summary",
     "evaluate_methods",
     "headline",
+    "warning_row",
+    "time_calls",
+    "speedup",
+    "paired_differences",
+    "paper_scale_spread",
+    "machine_table",
 ]
+
+# an absolute path (POSIX or Windows) inside a message: shown by its last part only
+_PATH = re.compile(r"(?<![\w:/.])(?:[A-Za-z]:)?(?:[\\/][\w.~+-]+){2,}[\\/]?")
+
+
+def _strip_paths(text: str) -> str:
+    return _PATH.sub(
+        lambda m: "…/" + m.group(0).rstrip("/\\").replace("\\", "/").split("/")[-1], text
+    )
+
+
+def warning_row(caught: warnings.WarningMessage, **where) -> dict:
+    """One recorded warning as a table row: where it arose (``where``), its category and
+    its message's first line, with no path of the machine that ran it."""
+    message = str(caught.message).strip().splitlines()[0] if str(caught.message).strip() else ""
+    return {
+        **where,
+        "warning": caught.category.__name__,
+        "message": _strip_paths(message),
+    }
 
 
 @dataclass
@@ -132,9 +167,17 @@ def _inputs_for(needs: str, inputs: TargetInputs, model: str):
 
 
 def score_zoo(
-    inputs: TargetInputs, methods: Sequence[str] | None = None, *, progress: bool = True
+    inputs: TargetInputs,
+    methods: Sequence[str] | None = None,
+    *,
+    progress: bool = True,
+    caught: list | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run every method on every model of one target.
+
+    With ``caught`` a list, every warning a call raises is recorded there (one row per
+    warning: dataset, model, selector, category, message, see :func:`warning_row`) instead
+    of being shown; without it, warnings behave as usual.
 
     Returns:
         ``(scores, weights)``: scores has one row per (model, method) with ``score`` and
@@ -156,18 +199,26 @@ def score_zoo(
     for model, method in tqdm(jobs, desc=f"scoring {inputs.dataset}", disable=not progress):
         spec = SELECTORS[method]
         first, second = _inputs_for(spec.needs, inputs, model)
-        start = time.perf_counter()
-        if method == "emms":  # the registry's EMMS entry, keeping the weights for the report
-            result = emms(first, second)
-            seconds = time.perf_counter() - start
-            value = result.score
-            weights += [
-                {"dataset": inputs.dataset, "model": model, "encoder": enc, "weight": w}
-                for enc, w in zip(inputs.encoders, result.weights, strict=True)
+        with warnings.catch_warnings(record=caught is not None) as recorded:
+            if caught is not None:
+                warnings.simplefilter("always")
+            start = time.perf_counter()
+            if method == "emms":  # the registry's EMMS entry, keeping the weights
+                result = emms(first, second)
+                seconds = time.perf_counter() - start
+                value = result.score
+                weights += [
+                    {"dataset": inputs.dataset, "model": model, "encoder": enc, "weight": w}
+                    for enc, w in zip(inputs.encoders, result.weights, strict=True)
+                ]
+            else:
+                value = spec(first, second)
+                seconds = time.perf_counter() - start
+        if caught is not None:
+            caught += [
+                warning_row(w, dataset=inputs.dataset, model=model, selector=spec.label)
+                for w in recorded
             ]
-        else:
-            value = spec(first, second)
-            seconds = time.perf_counter() - start
         rows.append(
             {
                 "dataset": inputs.dataset,
@@ -237,17 +288,26 @@ def evaluate_methods(
 
 
 def headline(
-    evaluation: pd.DataFrame, scores: pd.DataFrame, reference: Mapping[str, float]
+    evaluation: pd.DataFrame,
+    scores: pd.DataFrame,
+    reference: Mapping[str, float],
+    *,
+    speed: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """EMMS vs LogME (F-label), as in the paper's abstract: relative gain in weighted tau
-    (mean over datasets) and wall-clock speed-up (total over the zoo), beside the paper's."""
+    (mean over datasets) and wall-clock speed-up, beside the paper's.
+
+    ``speed``: the result of :func:`speedup` (medians of repeated calls); without it the
+    speed-up is the ratio of single-call sums."""
     tau = evaluation[evaluation.metric == "weighted_tau"].pivot(
         index="dataset", columns="method", values="value"
     )
     # gain of the mean tau over datasets (a mean of per-dataset ratios explodes near 0)
     base = tau["logme_flabel"].mean()
     gain = (tau["emms"].mean() - base) / abs(base)
-    seconds = scores.groupby("method")["seconds"].sum()
+    if speed is None:  # one call each: indicative only
+        seconds = scores.groupby("method")["seconds"].sum()
+        speed = {"speedup": float(seconds["logme_flabel"] / seconds["emms"])}
     return pd.DataFrame(
         {
             "quantity": [
@@ -260,10 +320,204 @@ def headline(
             ],
             "embedded (this run)": [
                 100 * float(gain),
-                float(seconds["logme_flabel"] / seconds["emms"]),
+                float(speed["speedup"]),
             ],
         }
     )
+
+
+def time_calls(inputs: TargetInputs, methods: Sequence[str], *, repeats: int = 5) -> pd.DataFrame:
+    """Time every (model, method) call of one target ``repeats`` times.
+
+    The calls are interleaved (all methods of a model once, then again), so a slow spell of
+    a shared machine hits every method alike. Warnings are silenced: :func:`score_zoo`
+    already reported them. Returns one row per (dataset, model, method, repeat).
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats={repeats} must be >= 1.")
+    rows = []
+    for model in inputs.features:
+        for repeat in range(repeats):
+            for method in methods:
+                spec = SELECTORS[method]
+                first, second = _inputs_for(spec.needs, inputs, model)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    start = time.perf_counter()
+                    spec(first, second)
+                    seconds = time.perf_counter() - start
+                rows.append(
+                    {
+                        "dataset": inputs.dataset,
+                        "model": model,
+                        "method": method,
+                        "repeat": repeat,
+                        "seconds": seconds,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def speedup(
+    timings: pd.DataFrame,
+    slow: str = "logme_flabel",
+    fast: str = "emms",
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict:
+    """How many times faster ``fast`` is than ``slow`` over the same calls.
+
+    Per call (dataset, model) the median over repeats; the speed-up is the ratio of the
+    sums of those medians (the time to score the whole benchmark with each). Its interval
+    resamples the calls with replacement (the same calls for both methods) and takes the
+    2.5 and 97.5 % percentiles of the ratio.
+
+    Returns:
+        ``{"speedup", "low", "high", "calls", "repeats", "slow_seconds", "fast_seconds",
+        "median_call_ratio"}`` (the last: median over calls of the per-call ratio).
+    """
+    medians = timings.groupby(["dataset", "model", "method"])["seconds"].median().unstack("method")
+    medians = medians[[slow, fast]].dropna()
+    a, b = medians[slow].to_numpy(), medians[fast].to_numpy()
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, len(a), size=(n_boot, len(a)))
+    ratios = a[index].sum(axis=1) / b[index].sum(axis=1)
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return {
+        "speedup": float(a.sum() / b.sum()),
+        "low": float(low),
+        "high": float(high),
+        "calls": len(a),
+        "repeats": int(timings.groupby(["dataset", "model", "method"]).size().min()),
+        "slow_seconds": float(a.sum()),
+        "fast_seconds": float(b.sum()),
+        "median_call_ratio": float(np.median(a / b)),
+    }
+
+
+def paired_differences(
+    scores: pd.DataFrame,
+    summary: pd.DataFrame,
+    method: str = "emms",
+    baselines: Sequence[str] | None = None,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, dict]:
+    """Weighted tau of ``method`` minus that of each baseline, per target, with a paired
+    bootstrap interval (:func:`emms.evaluation.paired_tau_difference`, the same resamples
+    for both), and the wins across targets (:func:`emms.evaluation.summarise_wins`).
+
+    Returns:
+        ``(table, wins)``: one row per (baseline, dataset) with ``difference``, ``low``,
+        ``high``, ``tau_a``, ``tau_b`` (NaN interval where the zoo is too small or a
+        selector is constant); ``wins[baseline]`` a WinSummary, or None where a target
+        has no interval.
+    """
+    labels = scores.drop_duplicates("method").set_index("method")["label"]
+    baselines = [m for m in (baselines or labels.index) if m != method]
+    rows, wins = [], {}
+    for baseline in baselines:
+        results = {}
+        for dataset in dict.fromkeys(scores["dataset"]):
+            part = scores[scores.dataset == dataset]
+            a = part[part.method == method].set_index("model")["score"]
+            b = part[part.method == baseline].set_index("model")["score"]
+            if a.empty or b.empty:
+                continue
+            truth = summary[summary.dataset == dataset].set_index("model")
+            a, mean, sem = align_scores_and_truth(a, truth["mean"], truth["sem"])
+            row = {"baseline": baseline, "label": labels[baseline], "dataset": dataset}
+            try:
+                diff = paired_tau_difference(
+                    a, b.reindex(a.index), mean, truth_sem=sem, n_boot=n_boot, seed=seed
+                )
+            except InputError as error:  # too few models, or a constant selector
+                points = []
+                for scores_ in (a, b.reindex(a.index)):
+                    try:
+                        points.append(weighted_tau(scores_.to_numpy(), mean.to_numpy()))
+                    except InputError:
+                        points.append(np.nan)
+                rows.append(
+                    {
+                        **row,
+                        "difference": points[0] - points[1],
+                        "low": np.nan,
+                        "high": np.nan,
+                        "tau_a": points[0],
+                        "tau_b": points[1],
+                        "note": str(error),
+                    }
+                )
+                continue
+            results[dataset] = diff
+            rows.append(
+                {
+                    **row,
+                    "difference": diff.value,
+                    "low": diff.low,
+                    "high": diff.high,
+                    "tau_a": diff.value_a,
+                    "tau_b": diff.value_b,
+                    "note": "",
+                }
+            )
+        try:
+            wins[baseline] = (
+                summarise_wins(results, names=(labels[method], labels[baseline]), seed=seed)
+                if results
+                else None
+            )
+        except InputError:
+            wins[baseline] = None
+    return pd.DataFrame(rows), wins
+
+
+def paper_scale_spread(table: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset of a published fine-tuning table (datasets as rows, models as columns):
+    the zoo's best, worst, range and standard deviation, and the gap between the best and
+    the second best model (how hard it is to pick the winner)."""
+    values = table.set_index("dataset")
+    ordered = np.sort(values.to_numpy(dtype=float), axis=1)
+    return pd.DataFrame(
+        {
+            "dataset": values.index,
+            "models": values.notna().sum(axis=1).to_numpy(),
+            "best": values.idxmax(axis=1).to_numpy(),
+            "worst": values.idxmin(axis=1).to_numpy(),
+            "range": ordered[:, -1] - ordered[:, 0],
+            "std": values.std(axis=1, ddof=1).to_numpy(),
+            "gap best - 2nd": ordered[:, -1] - ordered[:, -2],
+        }
+    )
+
+
+def machine_table() -> pd.DataFrame:
+    """Where the report was computed (:func:`emms.environment.machine_info`: CPU, its
+    instruction set, the kernels torch picked, BLAS and threads) and the load while timing.
+    No path of the machine."""
+    import os
+
+    from emms.environment import machine_info
+
+    info = machine_info()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    rows = {
+        "CPU": f"{info['cpu']} ({info['machine']}, {info['cpu_count']} cores visible)",
+        "instruction sets": info["isa_flags"] or "-",
+        "torch CPU kernels": info["torch_cpu_capability"],
+        "instruction-set switches": ", ".join(
+            f"{k}={v}" for k, v in info["isa_switches"].items() if v
+        )
+        or "none",
+        "torch threads": str(info["torch_threads"]),
+        "BLAS": info["blas"] or "-",
+        "load average (1 min) while timing": f"{load:.2f}",
+        "Python / NumPy / torch": f"{info['python']} / {info['numpy']} / {info['torch']}",
+    }
+    return pd.DataFrame({"item": list(rows), "value": list(rows.values())})
 
 
 def split_seed_reliability(truth: pd.DataFrame, metric: str) -> pd.Series:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from emms.cache import atomic_write_text
 
-__all__ = ["ReportError", "run_notebook"]
+__all__ = ["ReportError", "export_html", "run_notebook"]
 
 
 class ReportError(RuntimeError):
@@ -28,6 +28,20 @@ def _cell_failure(error) -> str:
     return f"{name}: {value}" + (f" (cell [{cell}])" if cell is not None else "")
 
 
+def export_html(notebook) -> str:
+    """The executed notebook as HTML, without papermill's injected-parameters cell (it
+    only repeats the task name and the staging folder)."""
+    from nbconvert import HTMLExporter
+    from nbconvert.preprocessors import TagRemovePreprocessor
+
+    exporter = HTMLExporter()
+    exporter.register_preprocessor(
+        TagRemovePreprocessor(remove_cell_tags={"injected-parameters"}), enabled=True
+    )
+    html, _ = exporter.from_notebook_node(notebook)
+    return html
+
+
 def run_notebook(paths) -> Path:
     """Execute ``paths.notebook_source`` into ``paths.notebook`` and ``paths.html``.
 
@@ -38,7 +52,6 @@ def run_notebook(paths) -> Path:
     """
     import nbformat
     import papermill
-    from nbconvert import HTMLExporter
 
     source = paths.notebook_source
     if not source.is_file():
@@ -51,7 +64,11 @@ def run_notebook(paths) -> Path:
             papermill.execute_notebook(
                 str(source),
                 str(executed),
-                parameters={"task": paths.task, "output_dir": str(staging)},
+                # relative to the kernel's cwd: no path of this machine in the notebook
+                parameters={
+                    "task": paths.task,
+                    "output_dir": os.path.relpath(staging, paths.root),
+                },
                 kernel_name="python3",
                 cwd=str(paths.root.resolve()),
                 progress_bar=False,
@@ -63,7 +80,7 @@ def run_notebook(paths) -> Path:
                 f"{paths.reports} is unchanged. Run the notebook in Jupyter to debug."
             ) from None
         notebook = nbformat.read(executed, as_version=4)
-        html, _ = HTMLExporter().from_notebook_node(notebook)
+        html = export_html(notebook)
         for kind, target in (("figures", paths.figures), ("tables", paths.tables)):
             if target.exists():
                 shutil.rmtree(target)

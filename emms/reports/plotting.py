@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -21,6 +22,8 @@ __all__ = [
     "plot_tau",
     "plot_weights",
     "plot_wallclock",
+    "plot_paper_spread",
+    "model_styles",
 ]
 
 sns.set_theme(style="whitegrid", context="notebook")
@@ -53,33 +56,63 @@ def plot_truth(summary: pd.DataFrame):
     return fig
 
 
+_MARKERS = "osD^vP*Xph<>"
+
+
+def model_styles(models) -> dict:
+    """A colour and marker per model, the same in every panel (one legend for all)."""
+    models = list(dict.fromkeys(models))
+    palette = sns.color_palette("tab10" if len(models) <= 10 else "tab20", len(models))
+    return {m: (palette[i], _MARKERS[i % len(_MARKERS)]) for i, m in enumerate(models)}
+
+
 def plot_scores_vs_truth(scores: pd.DataFrame, summary: pd.DataFrame, methods):
-    """One panel per (method, dataset): each model's score against its fine-tuned accuracy."""
+    """One panel per (method, dataset): each model's score against its fine-tuned accuracy.
+
+    Models are told apart by colour and marker with one legend below the panels, so no
+    label can collide with another."""
     datasets = list(dict.fromkeys(scores["dataset"]))
     fig, axes = plt.subplots(
         len(methods),
         len(datasets),
-        figsize=(3.8 * len(datasets), 3.2 * len(methods)),
+        figsize=(3.6 * len(datasets), 3.0 * len(methods) + 0.9),
         squeeze=False,
     )
     merged = scores.merge(summary, on=["dataset", "model"])
+    styles = model_styles(merged["model"])
     for row, method in enumerate(methods):
         for col, dataset in enumerate(datasets):
             ax = axes[row][col]
             part = merged[(merged.method == method) & (merged.dataset == dataset)]
-            ax.errorbar(part["score"], part["mean"], yerr=part["std"], fmt="o", ms=5, capsize=2)
             for _, point in part.iterrows():
-                ax.annotate(
-                    point["model"],
-                    (point["score"], point["mean"]),
-                    fontsize=6,
-                    xytext=(3, 2),
-                    textcoords="offset points",
+                color, marker = styles[point["model"]]
+                ax.errorbar(
+                    point["score"],
+                    point["mean"],
+                    yerr=point["std"],
+                    fmt=marker,
+                    color=color,
+                    ms=6,
+                    capsize=2,
+                    label=point["model"],
                 )
             ax.set_title(f"{part['label'].iloc[0]} · {dataset}", fontsize=9)
-            ax.set_xlabel("score")
-            ax.set_ylabel("fine-tuned accuracy")
-    fig.tight_layout()
+            ax.set_xlabel("score", fontsize=8)
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(4))
+            ax.set_ylabel("fine-tuned accuracy" if col == 0 else "", fontsize=8)
+            ax.tick_params(labelsize=7)
+    handles = [
+        plt.Line2D([], [], ls="", marker=marker, color=color, label=model)
+        for model, (color, marker) in styles.items()
+    ]
+    fig.legend(
+        handles=handles,
+        loc="lower center",
+        ncol=min(len(handles), 5),
+        fontsize=8,
+        frameon=False,
+    )
+    fig.tight_layout(rect=(0, 0.06 + 0.025 * ((len(handles) - 1) // 5), 1, 1))
     return fig
 
 
@@ -114,30 +147,90 @@ def plot_tau(evaluation: pd.DataFrame, metric: str = "weighted_tau"):
     return fig
 
 
-def plot_weights(weights: pd.DataFrame):
-    """EMMS's weight of every F-label encoder, per model and dataset."""
-    grid = sns.catplot(
-        data=weights,
-        x="weight",
-        y="model",
-        hue="encoder",
-        col="dataset",
-        kind="bar",
-        height=3.6,
-        aspect=1.0,
-        orient="h",
+def plot_weights(weights: pd.DataFrame, collapsed: set | None = None):
+    """EMMS's weights t_k of the F-label encoders (they sum to 1), one stacked bar per
+    model and one panel per dataset.
+
+    ``collapsed`` holds the (dataset, model) pairs whose fit collapsed (D >= N - 1: the
+    features interpolate any F-label, every weight gives the same zero residual, so the
+    weights are arbitrary): their bars are hatched and pale and their names marked."""
+    collapsed = collapsed or set()
+    datasets = list(dict.fromkeys(weights["dataset"]))
+    encoders = list(dict.fromkeys(weights["encoder"]))
+    models = list(dict.fromkeys(weights["model"]))
+    palette = dict(zip(encoders, sns.color_palette(n_colors=len(encoders)), strict=True))
+    fig, axes = plt.subplots(
+        1,
+        len(datasets),
+        figsize=(4.2 * len(datasets), 0.34 * len(models) + 1.9),
+        squeeze=False,
+        sharey=False,
     )
-    grid.set_titles("{col_name}")
-    grid.set_axis_labels("EMMS weight t_k", "")
-    return grid.figure
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        table = (
+            weights[weights.dataset == dataset]
+            .pivot(index="model", columns="encoder", values="weight")
+            .reindex(index=models, columns=encoders)
+        )
+        left = pd.Series(0.0, index=table.index)
+        for encoder in encoders:
+            for y, model in enumerate(table.index):
+                bad = (dataset, model) in collapsed
+                ax.barh(
+                    y,
+                    table.loc[model, encoder],
+                    left=left[model],
+                    color=palette[encoder],
+                    alpha=0.35 if bad else 1.0,
+                    hatch="//" if bad else None,
+                    edgecolor="grey" if bad else "white",
+                    linewidth=0.5,
+                    label=encoder if y == 0 else None,
+                )
+            left += table[encoder].fillna(0.0)
+        ax.set_yticks(
+            range(len(table.index)),
+            [f"{m}  ✗" if (dataset, m) in collapsed else m for m in table.index],
+            fontsize=8,
+        )
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("EMMS weight t_k (stacked, sums to 1)", fontsize=8)
+        ax.set_title(dataset, fontsize=10)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(encoders), fontsize=8)
+    note = (
+        "✗ hatched: D ≥ N − 1, the least-squares fit is exact for any weights, "
+        "so these weights are arbitrary"
+        if collapsed
+        else "no model has D ≥ N − 1 on these targets"
+    )
+    fig.text(0.5, 1.0, note, ha="center", va="bottom", fontsize=8)
+    fig.tight_layout(rect=(0, 0.1, 1, 0.98))
+    return fig
 
 
-def plot_wallclock(scores: pd.DataFrame):
-    """Total seconds per method over the zoo and datasets (log scale)."""
-    totals = scores.groupby("label")["seconds"].sum().sort_values()
-    fig, ax = plt.subplots(figsize=(6.5, 0.32 * len(totals) + 1.2))
-    ax.barh(totals.index, totals.values, color=sns.color_palette()[2])
+def plot_wallclock(timings: pd.DataFrame):
+    """Seconds per call of each method (the median over repeats where a call was timed
+    more than once): one dot per (dataset, model) call, log scale."""
+    per_call = timings.groupby(["label", "dataset", "model"])["seconds"].median().reset_index()
+    order = per_call.groupby("label")["seconds"].median().sort_values().index
+    fig, ax = plt.subplots(figsize=(7.0, 0.34 * len(order) + 1.3))
+    sns.stripplot(data=per_call, x="seconds", y="label", order=order, ax=ax, size=3.5, jitter=0.2)
     ax.set_xscale("log")
-    ax.set_xlabel("wall-clock seconds, all models and datasets (this machine)")
+    ax.set_ylabel("")
+    ax.set_xlabel("seconds per call (one dot per model and target; this machine)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_paper_spread(spreads: pd.DataFrame):
+    """The ground truth's range across the zoo, per dataset: the paper's published
+    fine-tuning tables beside this run's (points of accuracy, or of BLEU-4 x 100)."""
+    fig, ax = plt.subplots(figsize=(7.5, 0.28 * len(spreads) + 1.4))
+    sns.barplot(data=spreads, x="range", y="where", hue="zoo", ax=ax, dodge=False)
+    ax.set_xlabel("best minus worst fine-tuned score across the zoo (points)")
+    ax.set_ylabel("")
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig

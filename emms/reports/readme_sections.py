@@ -1,8 +1,9 @@
 """README sections generated from the code and the committed outputs, never typed.
 
-Each function returns the markdown of one section; ``python -m emms readme`` writes them
-between ``<!-- BEGIN generated: NAME -->`` and ``<!-- END generated: NAME -->`` markers,
-and tests/test_readme.py fails when the README differs from what they produce.
+Each function takes the project root and returns the markdown of one section; with the
+per-task sections built from ``reports/`` (:mod:`emms.reports.readme`), ``python -m emms
+readme`` writes them between ``<!-- BEGIN generated: NAME -->`` and ``<!-- END generated:
+NAME -->`` markers, and tests/test_readme.py fails when the README differs.
 """
 
 from __future__ import annotations
@@ -10,15 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = [
-    "SECTIONS",
-    "params_section",
-    "selectors_section",
-    "stages_section",
-    "isa_section",
-    "speed_section",
-    "render_readme",
-]
+__all__ = ["SECTIONS", "params_section", "selectors_section", "isa_section", "speed_section"]
 
 
 def params_section(root: Path) -> str:
@@ -41,30 +34,6 @@ def selectors_section(root: Path) -> str:
             f"| `{name}` | {spec.label} | {spec.needs.replace('+', ' + ')} | "
             f"{', '.join(spec.label_formats)} | {spec.reference} |"
         )
-    return "\n".join(lines) + "\n"
-
-
-_STAGE_WORK = {
-    "data": "source and target splits from the pinned raw data",
-    "zoo": "pre-trains every recipe of TASK.zoo.models",
-    "features": "features (and source-head probabilities) on each target's training split",
-    "flabels": "labels -> text -> embeddings, every encoder",
-    "truth": "fine-tunes every model on every target with every seed",
-    "report": "executes notebooks/TASK.ipynb (papermill) and exports HTML",
-}
-
-
-def stages_section(root: Path) -> str:
-    """Seconds per stage and task, from reports/timings/TASK.json (the last run of each)."""
-    timings = sorted((root / "reports" / "timings").glob("*.json"))
-    lines = ["| stage | what it does | " + " | ".join(p.stem for p in timings) + " |"]
-    lines.append("| --- | --- |" + " ---: |" * len(timings))
-    tables = [json.loads(p.read_text()) for p in timings]
-    for stage, work in _STAGE_WORK.items():
-        cells = [f"{t[stage]:.0f}" if stage in t else "" for t in tables]
-        lines.append(f"| `{stage}` | {work} | " + " | ".join(cells) + " |")
-    totals = [f"{sum(t.values()):.0f} ({sum(t.values()) / 60:.1f} min)" for t in tables]
-    lines.append("| total | | " + " | ".join(totals) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -102,27 +71,6 @@ SECTIONS = {
     "speed": speed_section,
     "params": params_section,
     "selectors": selectors_section,
-    "stages": stages_section,
     "isa-envelope": isa_section,
 }
 
-
-def render_readme(text: str, root: Path, sections=None) -> str:
-    """``text`` with every ``<!-- BEGIN generated: NAME -->`` ... ``<!-- END ... -->``
-    block replaced by ``sections[NAME](root)``; an unknown NAME is an error."""
-    import re
-
-    sections = SECTIONS if sections is None else sections
-    pattern = re.compile(
-        r"(<!-- BEGIN generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- END generated: "
-        r"(?P=name) -->)",
-        re.DOTALL,
-    )
-
-    def replace(match):
-        name = match["name"]
-        if name not in sections:
-            raise KeyError(f"README marker {name!r} has no generator; known: {sorted(sections)}")
-        return match[1] + sections[name](root).rstrip("\n") + "\n" + match[4]
-
-    return pattern.sub(replace, text)
