@@ -190,6 +190,33 @@ class ReportSession:
         )
 
     @_section
+    def reproducibility(self) -> None:
+        """How far the truth can be trusted: the split-seed reliability (the ceiling of any
+        selector's tau), the models another instruction set can reorder, the machine."""
+        from .stability import isa_sensitivity
+
+        reliability = experiment.split_seed_reliability(self.truth_table, self.task.truth_metric)
+        ceiling = reliability.rename("split-seed weighted tau").reset_index()
+        ceiling = ceiling.rename(columns={"index": "dataset"})
+        self.save_table(ceiling, "truth_reliability")
+        flags = isa_sensitivity(self.summary, self.root)
+        self.save_table(flags, "isa_sensitivity")
+        moved = flags[flags["can reorder"]]
+        note = (
+            f"{len(moved)} of {len(flags)} (model, target) truths moved by more than the "
+            "zoo's resolution (median gap between neighbouring models) under a simulated "
+            "instruction set (benchmarks/isa_envelope.py); they can swap places with a "
+            "neighbour on another CPU: "
+            + (", ".join(f"{r.model} on {r.dataset}" for r in moved.itertuples()) or "none")
+            + "."
+            if len(flags)
+            else "No instruction-set measurement for this task yet."
+        )
+        machine = experiment.machine_table()
+        self.save_table(machine, "machine")
+        show(ceiling, note, flags, machine)
+
+    @_section
     def load_inputs(self) -> None:
         self.inputs = {
             dataset: experiment.load_target_inputs(
