@@ -236,6 +236,9 @@ def test_report_has_a_tau_per_selector_and_dataset(first_run):
     scored = result.tau.dropna(subset=["weighted_tau"])
     assert len(scored) >= len(names)  # most selectors score on these tiny sets
     assert scored["weighted_tau"].between(-1, 1).all()
+    unscored = result.tau[result.tau["weighted_tau"].isna()]
+    assert (unscored["note"].str.len() > 0).all()  # every gap says why
+    assert not unscored["note"].str.endswith("()").any()
     text = result.report.read_text()
     assert result.report == cfg.out / "recognition-paper.md"
     for label in ("EMMS (exact)", "LogME (F-label)", "LEEP", "SFDA"):
