@@ -28,7 +28,7 @@ from emms.paper.__main__ import main
 from emms.paper.run import run
 from emms.selectors.registry import selectors_for
 
-pytestmark = pytest.mark.slow
+slow = pytest.mark.slow  # the tests that build the fixture world (minutes)
 
 CLASSES = ("banded", "dotted", "zigzagged")
 MODELS = {
@@ -185,6 +185,7 @@ def first_run(world, tmp_path_factory):
     return cfg, run(cfg)
 
 
+@slow
 def test_features_and_flabels_are_cached_with_sidecars(first_run):
     cfg, result = first_run
     widths = {"tv_resnet18": 512, "tv_mobilenet_v2": 1280, "timm_resnet18": 512,
@@ -211,6 +212,7 @@ def test_features_and_flabels_are_cached_with_sidecars(first_run):
     assert not list(cfg.cache.rglob("*.partial.npy"))
 
 
+@slow
 def test_features_are_the_pooled_classifier_input(first_run, world):
     """The cached features of torchvision resnet18, pushed through its own fc layer,
     give the cached source probabilities: they are exactly the classifier's input."""
@@ -227,6 +229,7 @@ def test_features_are_the_pooled_classifier_input(first_run, world):
     np.testing.assert_allclose(again, probs.astype(np.float32), atol=1e-3)
 
 
+@slow
 def test_report_has_a_tau_per_selector_and_dataset(first_run):
     cfg, result = first_run
     names = [s.name for s in selectors_for(label_format="class")]
@@ -236,6 +239,9 @@ def test_report_has_a_tau_per_selector_and_dataset(first_run):
     scored = result.tau.dropna(subset=["weighted_tau"])
     assert len(scored) >= len(names)  # most selectors score on these tiny sets
     assert scored["weighted_tau"].between(-1, 1).all()
+    unscored = result.tau[result.tau["weighted_tau"].isna()]
+    assert (unscored["note"].str.len() > 0).all()  # every gap says why
+    assert not unscored["note"].str.endswith("()").any()
     text = result.report.read_text()
     assert result.report == cfg.out / "recognition-paper.md"
     for label in ("EMMS (exact)", "LogME (F-label)", "LEEP", "SFDA"):
@@ -250,6 +256,7 @@ def test_report_has_a_tau_per_selector_and_dataset(first_run):
     assert (folder / "scores.csv").is_file() and (folder / "tau.md").is_file()
 
 
+@slow
 def test_second_run_recomputes_nothing(first_run):
     cfg, first = first_run
     before = cached_arrays(cfg.cache)
@@ -261,6 +268,7 @@ def test_second_run_recomputes_nothing(first_run):
     pd.testing.assert_frame_equal(again.tau, same)
 
 
+@slow
 def test_interrupted_run_resumes_with_identical_features(first_run, world, tmp_path, monkeypatch):
     reference, _ = first_run
     cfg = config_for(world, tmp_path, "cache2", overrides=FAST)
@@ -310,6 +318,7 @@ def test_interrupted_run_resumes_with_identical_features(first_run, world, tmp_p
             assert meta["recipe"] == their_meta["recipe"]
 
 
+@slow
 def test_a_changed_recipe_recomputes_only_that_model(first_run, world, tmp_path):
     cfg, _ = first_run
     models = dict(MODELS)
@@ -355,12 +364,14 @@ def copy_data(world, tmp_path) -> Path:
     return data
 
 
+@slow
 def test_wrong_data_path(world, tmp_path, capsys):
     message = fails(world, tmp_path, capsys, data=tmp_path / "nowhere")
     assert "nowhere" in message and "--data" in message
     assert not (tmp_path / "cache").exists()
 
 
+@slow
 def test_missing_split_file(world, tmp_path, capsys):
     data = copy_data(world, tmp_path)
     (data / "dtd" / "dtd" / "labels" / "train1.txt").rename(
@@ -371,6 +382,7 @@ def test_missing_split_file(world, tmp_path, capsys):
     assert not (tmp_path / "cache").exists()
 
 
+@slow
 def test_empty_dataset_folder(world, tmp_path, capsys):
     data = copy_data(world, tmp_path)
     shutil.rmtree(data / "dtd" / "dtd")
@@ -380,6 +392,7 @@ def test_empty_dataset_folder(world, tmp_path, capsys):
     assert not (tmp_path / "cache").exists()
 
 
+@slow
 def test_batch_file_with_a_missing_key(world, tmp_path, capsys):
     data = copy_data(world, tmp_path)
     batch = data / "cifar-10-batches-py" / "data_batch_2"
@@ -393,6 +406,7 @@ def test_batch_file_with_a_missing_key(world, tmp_path, capsys):
     assert not (tmp_path / "cache").exists()
 
 
+@slow
 def test_undecodable_image_leaves_no_partial_cache(world, tmp_path, capsys):
     data = copy_data(world, tmp_path)
     bad = data / "dtd" / "dtd" / "images" / "dotted" / "dotted_0001.jpg"
@@ -402,6 +416,7 @@ def test_undecodable_image_leaves_no_partial_cache(world, tmp_path, capsys):
     assert not list((tmp_path / "cache").rglob("features/dtd/*.npy"))
 
 
+@slow
 def test_unknown_model_identifier(world, tmp_path, capsys):
     models = {**MODELS, "timm_resnet18": {"source": "timm", "identifier": "resnet_does_not_exist"}}
     config = write_config(tmp_path / "bad.yaml", world["truth"], world["encoders"], models)
@@ -410,6 +425,7 @@ def test_unknown_model_identifier(world, tmp_path, capsys):
     assert not (tmp_path / "cache").exists()
 
 
+@slow
 def test_weights_of_another_architecture(world, tmp_path, capsys):
     weights = tmp_path / "weights"
     shutil.copytree(world["root"] / "weights", weights)
@@ -422,6 +438,7 @@ def test_weights_of_another_architecture(world, tmp_path, capsys):
     assert not list((tmp_path / "cache").rglob("*.npy"))
 
 
+@slow
 def test_missing_weights_names_the_files_and_the_fetch_command(world, tmp_path, capsys):
     weights = tmp_path / "weights"
     shutil.copytree(world["root"] / "weights", weights)
@@ -429,3 +446,70 @@ def test_missing_weights_names_the_files_and_the_fetch_command(world, tmp_path, 
     message = fails(world, tmp_path, capsys, weights=weights)
     assert "model.safetensors" in message and "timm.create_model(" in message
     assert not (tmp_path / "cache").exists()
+
+
+# ------------------------------------------------------------------ fast checks
+
+
+def test_user_truth_table_is_averaged_over_seeds(tmp_path):
+    from emms.paper.score import load_truth
+
+    truth = tmp_path / "truth.csv"
+    pd.DataFrame(
+        {
+            "dataset": ["dtd"] * 4,
+            "model": ["resnet34", "resnet34", "resnet50", "resnet50"],
+            "seed": [0, 1, 0, 1],
+            "test_accuracy": [0.5, 0.7, 0.8, 0.9],
+        }
+    ).to_csv(truth, index=False)
+    cfg = load_run_config(
+        "recognition", "params/paper/recognition.yaml", tmp_path, tmp_path, truth=truth,
+        models=["resnet34", "resnet50"],
+    )  # fmt: skip
+    table, source = load_truth(cfg)
+    assert "user-supplied" in source and "test_accuracy" in source
+    assert table.set_index("model")["truth"].round(6).to_dict() == {
+        "resnet34": 0.6,
+        "resnet50": 0.85,
+    }
+    assert set(table["group"]) == {"cnn"}
+
+
+def test_published_truth_ranks_cnns_and_vits_separately(tmp_path):
+    from emms.paper.score import load_truth
+
+    cfg = load_run_config("recognition", "params/paper/recognition.yaml", tmp_path, tmp_path)
+    table, source = load_truth(cfg)
+    assert "finetune_cnn_classification.csv" in source
+    assert set(table["group"]) == {"cnn", "vit"}
+    assert not {"dino_base", "pvtv2_b3", "swin_s"} & set(table["model"])  # not scored
+    row = table[(table["dataset"] == "aircraft") & (table["model"] == "resnet34")]
+    assert row["truth"].item() == 84.06
+
+
+def test_config_names_are_checked(tmp_path, capsys):
+    for argv, expected in (
+        (["--task", "nonsense"], "unknown task"),
+        (["--task", "recognition", "--models", "nope"], "'nope' is not in the zoo"),
+        (["--task", "recognition", "--datasets", "squad1.1"], "not a recognition dataset"),
+        (["--task", "captioning", "--config", "params/paper/captioning.yaml"], "not built"),
+        (["--task", "recognition", "--config", str(tmp_path / "x.yaml")], "not found"),
+    ):
+        code = main(["run", *argv, "--data", str(tmp_path), "--weights", str(tmp_path)])
+        err = capsys.readouterr().err
+        assert code == 2 and expected in err and err.count("\n") == 1, (argv, err)
+
+
+def test_check_weights_finds_missing_files_and_unknown_models(tmp_path):
+    from emms.models.paper_zoo import PaperModel, UnknownModel, WeightsMissing, check_weights
+
+    entry = PaperModel.from_dict({"name": "r18", "source": "torchvision", "identifier": "resnet18"})
+    with pytest.raises(WeightsMissing, match="model.safetensors"):
+        check_weights(entry, tmp_path)
+    (tmp_path / "r18").mkdir()
+    (tmp_path / "r18" / "model.safetensors").write_bytes(b"x")
+    assert check_weights(entry, tmp_path) == tmp_path / "r18"
+    bad = PaperModel.from_dict({"name": "x", "source": "timm", "identifier": "no_such_net.tag"})
+    with pytest.raises(UnknownModel, match="no_such_net"):
+        check_weights(bad, tmp_path)

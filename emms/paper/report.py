@@ -141,11 +141,7 @@ def write_report(
         lines.append("")
     gain_published = headline["published_gain_percent"]
     gain_computed = headline["computed_gain_percent"]
-    truth_label = (
-        "published by the paper's release, data/reference"
-        if cfg.truth is None
-        else f"user-supplied, {cfg.truth}"
-    )
+    truth_label = truth_source
     lines += [
         "## The paper's figures beside the computed ones",
         "",

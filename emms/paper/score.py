@@ -87,7 +87,10 @@ def load_truth(cfg: RunConfig) -> tuple[pd.DataFrame, str]:
             wide = pd.read_csv(path)
             frames.append(wide.melt(id_vars="dataset", var_name="model", value_name="truth"))
         mean = pd.concat(frames, ignore_index=True).drop_duplicates(["dataset", "model"])
-        source = "published fine-tuning tables: " + ", ".join(str(p) for p in references.values())
+        source = (
+            "the zoo's reference fine-tuning tables (data/reference holds the paper's "
+            "published ones): " + ", ".join(f"{g}: {p}" for g, p in references.items())
+        )
     mean = mean[mean["model"].isin(groups)].copy()
     mean["group"] = mean["model"].map(groups)
     return mean[["group", "dataset", "model", "truth"]].reset_index(drop=True), source
@@ -148,6 +151,8 @@ def score_dataset(
                 error = ""
             except (InputError, ValueError, np.linalg.LinAlgError) as failure:
                 score, error = np.nan, f"{type(failure).__name__}: {failure}".splitlines()[0]
+            if not error and not np.isfinite(score):
+                error = f"the selector returned {score} (N={len(features)}, D={features.shape[1]})"
             rows.append(
                 {**row, "score": score, "seconds": time.perf_counter() - start, "error": error}
             )
