@@ -23,7 +23,7 @@ export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup repro repro-scratch push-caches test bench lint readme
+.PHONY: setup repro repro-scratch repro-paper push-caches test bench lint readme
 
 setup: $(STAMP)
 
@@ -47,6 +47,14 @@ repro-scratch: setup
 	$(BIN)/python -m emms materialize-data
 	$(BIN)/dvc repro --force
 	$(BIN)/python -m emms compare-envelope reports/metrics/*.json
+
+# paper scale (docs/paper-scale.md):
+#   make repro-paper TASK=recognition DATA=/path WEIGHTS=/path [DEVICE=auto] [TRUTH=truth.csv]
+TASK ?= recognition
+DEVICE ?= auto
+repro-paper: setup
+	@test -n "$(DATA)" -a -n "$(WEIGHTS)" || { echo "usage: make repro-paper TASK=recognition DATA=/path WEIGHTS=/path [DEVICE=auto] [TRUTH=truth.csv]"; exit 2; }
+	$(BIN)/python -m emms.paper run --task $(TASK) --config params/paper/$(TASK).yaml --data $(DATA) --weights $(WEIGHTS) --device $(DEVICE) --out reports $(if $(TRUTH),--truth $(TRUTH))
 
 # after a deliberate change of results: store the new caches in dvc-remote/ (commit it)
 push-caches: setup

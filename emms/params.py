@@ -175,7 +175,7 @@ class Params(_Block):
         "features, finetune",
     )
     encoders: list[str] = Field(min_length=1, description="F-label encoders (all tasks)")
-    compute: ComputeParams = ComputeParams()
+    compute: ComputeParams  # required: dvc.yaml lists it as a param of the training stages
     evaluation: EvaluationParams
     recognition: RecognitionParams | None = None
 

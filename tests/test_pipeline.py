@@ -51,6 +51,10 @@ def built(tmp_path_factory):
         source = ROOT / name
         (shutil.copytree if source.is_dir() else shutil.copy)(source, work / name)
     shutil.copytree(ROOT / "data" / "reference", work / "data" / "reference")
+    (work / "benchmarks" / "results").mkdir(parents=True)
+    shutil.copy(
+        ROOT / "benchmarks" / "results" / "isa_envelope.json", work / "benchmarks" / "results"
+    )
     shutil.copy(TINY, work / "params.yaml")
     dvc = [sys.executable, "-m", "dvc"]
     _run([*dvc, "init", "--no-scm", "-q"], work)

@@ -22,6 +22,7 @@ which sections are stale (``tests/test_readme.py``).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -112,7 +113,8 @@ def all_sections(reports_dir: str | Path) -> dict[str, str]:
     from .readme_sections import SECTIONS
 
     root = Path(reports_dir).resolve().parent
-    return {**render_sections(reports_dir), **{n: f(root) for n, f in SECTIONS.items()}}
+    project = {name: functools.partial(build, root) for name, build in SECTIONS.items()}
+    return {**render_sections(reports_dir), **project}
 
 
 def _rewrite(text: str, sections: dict[str, str]) -> tuple[str, list[str]]:
@@ -126,9 +128,12 @@ def _rewrite(text: str, sections: dict[str, str]) -> tuple[str, list[str]]:
 
     def replace(match):
         name = match.group("name")
-        if match.group("body") != sections[name]:
+        body = sections[name]
+        if callable(body):  # a project section: built only when its marker is present
+            body = body().rstrip("\n") + "\n"
+        if match.group("body") != body:
             changed.append(name)
-        return match.group(1) + sections[name] + match.group(4)
+        return match.group(1) + body + match.group(4)
 
     return MARKER.sub(replace, text), changed
 

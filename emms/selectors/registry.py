@@ -142,7 +142,7 @@ SELECTORS: dict[str, SelectorSpec] = {
             partial(hscore, shrinkage="ledoit-wolf"),
             FEATURES_LABELS,
             "H-score (shrinkage)",
-            "Ibrahim et al., 2022, ICLR",
+            "Ibrahim et al., 2022, ECML-PKDD",
         ),
         _spec("transrate", transrate, FEATURES_LABELS, "TransRate", "Huang et al., 2022, ICML"),
         _spec("sfda", sfda, FEATURES_LABELS, "SFDA", "Shao et al., 2022, ECCV"),

@@ -12,7 +12,7 @@ leep               source_probs (N, Z), labels       Nguyen et al., ICML 2020
 nce                source_labels (N,), labels        Tran et al., ICCV 2019
 nleep              features (N, D), labels           Li et al., CVPR 2021
 hscore             features, labels                  Bao et al., ICIP 2019; Ibrahim et al.,
-                                                     ICLR 2022 (``shrinkage="ledoit-wolf"``)
+                                                     ECML-PKDD 2022 (``shrinkage="ledoit-wolf"``)
 transrate          features, labels                  Huang et al., ICML 2022
 transrate_flabel   features, label_embeddings        TransRate per value-binned F-label column
 sfda               features, labels                  Shao et al., ECCV 2022

@@ -1,4 +1,4 @@
-"""H-score (Bao et al., ICIP 2019) and its shrinkage-regularised form (Ibrahim et al., ICLR 2022).
+"""H-score (Bao et al., ICIP 2019) and its shrinkage-regularised form (Ibrahim et al., ECML-PKDD 2022).
 
 Bao, Li, Huang, Wang, Zamir & Guibas, "An Information-Theoretic Approach to Transferability
 in Task Transfer Learning", ICIP 2019:
@@ -10,7 +10,7 @@ class-conditional means, sum_c (N_c / N) (mu_c - mu)(mu_c - mu)^T. The inverse i
 Moore-Penrose pseudo-inverse, as in the authors' code (cov(f) is singular when D >= N).
 
 Ibrahim, Ponomareva & Mazumder, "Newer is not always better: Rethinking transferability
-metrics, their peculiarities, stability and performance", ICLR 2022 (regularised H-score):
+metrics, their peculiarities, stability and performance", ECML-PKDD 2022 (regularised H-score):
 with the shrinkage estimator cov_a = (1 - a) cov(f) + a (tr cov(f) / D) I,
 
     H_a(f) = tr( cov_a^-1 (1 - a) cov(E[f | y]) ),
@@ -33,7 +33,7 @@ __all__ = ["hscore"]
 
 
 def hscore(features, labels, *, shrinkage: str | float | None = None) -> float:
-    """H-score (Bao et al., ICIP 2019); regularised H-score (Ibrahim et al., ICLR 2022).
+    """H-score (Bao et al., ICIP 2019); regularised H-score (Ibrahim et al., ECML-PKDD 2022).
 
     H = tr(cov(f)^+ cov(E[f|y])) = sum_c (N_c/N) (mu_c - mu)^T cov(f)^+ (mu_c - mu).
 
