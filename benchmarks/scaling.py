@@ -125,8 +125,9 @@ def main(argv=None):
 
     names = list(METHODS)
     lines = [
-        f"CPU: {platform.machine()}, {os.cpu_count()} cores, NumPy {np.__version__}, shared "
-        f"with other jobs, run under nice; {datetime.date.today().isoformat()}. D={args.d}, "
+        f"CPU: {platform.machine()}, {os.cpu_count()} cores, NumPy {np.__version__}, load "
+        f"average (1 min) at the end {os.getloadavg()[0]:.2f}; "
+        f"{datetime.date.today().isoformat()}. D={args.d}, "
         f"L={args.width}, K={args.k}, float32 inputs; median of {args.runs} runs (1 at "
         f"N >= {args.single_from}). Seconds (ratio to the float64 floor in brackets).",
         "",

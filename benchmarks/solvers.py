@@ -159,7 +159,8 @@ def main(argv=None):
         f"median of {args.runs} runs.",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, NumPy {np.__version__}; "
-        f"{datetime.date.today().isoformat()}; shared with other jobs, run under nice.",
+        f"{datetime.date.today().isoformat()}; load average (1 min) at the end "
+        f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores.",
         "",
         "| method | median s | time / exact | result |",
         "| --- | ---: | ---: | --- |",

@@ -63,8 +63,16 @@ def isa_section(root: Path) -> str:
 
 
 def speed_section(root: Path) -> str:
-    """The speed benchmarks' own markdown output (benchmarks/results/speed.md)."""
-    return (root / "benchmarks" / "results" / "speed.md").read_text()
+    """The speed summary (benchmarks/results/speed.md) and, verbatim, the tables
+    ``benchmarks/solvers.py`` and ``benchmarks/scaling.py`` wrote."""
+    results = root / "benchmarks" / "results"
+    return (
+        (results / "speed.md").read_text().rstrip("\n")
+        + "\n\n#### `benchmarks/results/solvers.md`\n\n"
+        + (results / "solvers.md").read_text().rstrip("\n")
+        + "\n\n#### `benchmarks/results/scaling.md`\n\n"
+        + (results / "scaling.md").read_text()
+    )
 
 
 SECTIONS = {

@@ -1,4 +1,5 @@
-"""H-score (Bao et al., ICIP 2019) and its shrinkage-regularised form (Ibrahim et al., ECML-PKDD 2022).
+"""H-score (Bao et al., ICIP 2019) and its shrinkage-regularised form (Ibrahim et al.,
+ECML-PKDD 2022).
 
 Bao, Li, Huang, Wang, Zamir & Guibas, "An Information-Theoretic Approach to Transferability
 in Task Transfer Learning", ICIP 2019:
