@@ -5,12 +5,14 @@ images/<class>/), three classes each; the real architectures (torchvision resnet
 mobilenet_v2, timm resnet18 and vit_tiny_patch16_224 at 32 px), randomly initialised
 and saved as local ``model.safetensors``; F-label encoders of the real classes (BERT,
 GPT-2) with tiny random configs and real tokenizer files; truth in the published-table
-format. Everything runs on the CPU in float32.
+format. Everything runs on the CPU in float32; ``EMMS_TEST_DEVICE=cuda`` runs the same
+tests on a GPU (features in float16 autocast there, as a paper-scale run would).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import shutil
 from dataclasses import replace
@@ -156,6 +158,9 @@ def world(tmp_path_factory):
     return {"root": root, "config": config, "truth": truth, "encoders": encoders}
 
 
+#: where the smoke run extracts features (README, "Paper scale": run once on CUDA)
+DEVICE = os.environ.get("EMMS_TEST_DEVICE", "cpu")
+
 #: scoring every selector costs most of a run on 2 busy cores; the resume tests score two
 FAST = {"selectors": ["logme", "emms"]}
 
@@ -168,7 +173,7 @@ def config_for(world, tmp: Path, name: str = "cache", **kwargs):
         world["root"] / "weights",
         out=tmp / "reports",
         cache=tmp / name,
-        device="cpu",
+        device=DEVICE,
         progress=False,
         **kwargs,
     )
@@ -199,7 +204,7 @@ def test_features_and_flabels_are_cached_with_sidecars(first_run):
             assert np.isfinite(features).all() and features.std(axis=0).max() > 0
             assert (meta["task"], meta["model"], meta["dataset"]) == ("recognition", model, dataset)
             assert meta["split"] == "train" and len(meta["recipe"]) == 16
-            assert meta["device"] == "cpu" and meta["has_source_probs"]
+            assert meta["device"] == DEVICE and meta["has_source_probs"]
             probs, _ = load_array(cfg.source_probs_path(dataset, model))
             assert probs.shape == (n, 1000)
             np.testing.assert_allclose(probs.astype(np.float64).sum(axis=1), 1.0, atol=2e-2)
@@ -513,3 +518,22 @@ def test_check_weights_finds_missing_files_and_unknown_models(tmp_path):
     bad = PaperModel.from_dict({"name": "x", "source": "timm", "identifier": "no_such_net.tag"})
     with pytest.raises(UnknownModel, match="no_such_net"):
         check_weights(bad, tmp_path)
+
+
+def test_reduced_precision_that_destroyed_the_features_is_refused():
+    """float16 flushed a random MobileNetV2's ~1e-9 features to zero on an H100: such a
+    batch (or a non-finite one) stops the run with the precision that fixes it."""
+    from types import SimpleNamespace
+
+    from emms.paper.config import PaperRunError
+    from emms.paper.extract import _check_range
+
+    cuda, cpu = SimpleNamespace(type="cuda"), SimpleNamespace(type="cpu")
+    fine = np.array([[0.0, 1e-9], [2.0, 0.0]], dtype=np.float32)
+    _check_range(fine, "m on d", cuda, "float16")
+    with pytest.raises(PaperRunError, match="m on d: features under float16 autocast are all zero"):
+        _check_range(np.zeros((2, 3), np.float32), "m on d", cuda, "float16")
+    with pytest.raises(PaperRunError, match="not finite.*--precision bfloat16"):
+        _check_range(np.array([[np.inf, 1.0]], np.float32), "m on d", cuda, "bfloat16")
+    _check_range(np.zeros((2, 3), np.float32), "m on d", cpu, "float16")  # CPU: float32
+    _check_range(np.zeros((2, 3), np.float32), "m on d", cuda, "float32")

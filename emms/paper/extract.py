@@ -262,6 +262,20 @@ def _autocast(device, precision: str):
     return torch.autocast("cuda", dtype=getattr(torch, precision))
 
 
+def _check_range(features: np.ndarray, what: str, device, precision: str) -> None:
+    """Refuse features that a reduced precision destroyed: non-finite values (float16
+    overflows above 65504) or a batch flushed to zero (float16 underflows below 6e-8,
+    e.g. the features of a randomly initialised MobileNetV2, about 1e-9, seen on an H100)."""
+    if device.type != "cuda" or precision == "float32":
+        return
+    if not np.isfinite(features).all() or not features.any():
+        raise PaperRunError(
+            f"{what}: features under {precision} autocast are "
+            + ("not finite" if not np.isfinite(features).all() else "all zero")
+            + "; rerun with `--precision bfloat16` (float32's range) or `--precision float32`."
+        )
+
+
 def extract_pair(
     forward: Callable,
     transform: Callable,
@@ -303,7 +317,9 @@ def extract_pair(
             for images in tqdm(loader, desc=desc, disable=not cfg.progress, unit="batch"):
                 with _autocast(device, cfg.precision):
                     features, logits = forward(images.to(device, non_blocking=True))
-                writers["features"].write(features.float().cpu().numpy())
+                block = features.float().cpu().numpy()
+                _check_range(block, desc, device, cfg.precision)
+                writers["features"].write(block)
                 if logits is None:
                     has_probs = False
                 else:
