@@ -99,3 +99,25 @@ def test_paper_scale_encoders_without_weights_say_what_to_do(name, tmp_path, mon
 def test_unknown_encoder():
     with pytest.raises(KeyError, match="unknown encoder"):
         load_encoder("word2vec")
+
+
+def test_causal_encoder_pools_the_same_with_or_without_padding(tmp_path):
+    """GPT-2 numbers positions from the first token: padding must go on the right, or a
+    short text's embedding would change with the longest text of its batch."""
+    import torch
+    from transformers import GPT2Config, GPT2Model, GPT2Tokenizer
+
+    printable = [chr(c) for c in range(33, 127)]
+    vocab = {c: i for i, c in enumerate(printable)} | {"Ġ": 94, "<|endoftext|>": 95}
+    GPT2Tokenizer(vocab=vocab, merges=[]).save_pretrained(tmp_path)
+    torch.manual_seed(0)
+    GPT2Model(
+        GPT2Config(vocab_size=96, n_embd=16, n_layer=1, n_head=2, n_positions=64)
+    ).save_pretrained(tmp_path)
+    encoder = TransformerTextEncoder("tiny-gpt2", tmp_path)
+    alone = encoder.encode(["seven"])
+    padded = encoder.encode(["seven", "a much longer text of words"])[:1]
+    np.testing.assert_allclose(alone, padded, atol=1e-5)
+    encoder.tokenizer.padding_side = "left"  # what the release's pooling would meet
+    shifted = encoder.encode(["seven", "a much longer text of words"])[:1]
+    assert np.abs(shifted - alone).max() > 1e-3

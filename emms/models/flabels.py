@@ -126,6 +126,9 @@ class TransformerTextEncoder(TextEncoder):
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
         if self.tokenizer.pad_token is None:  # GPT-2 has none; padding is masked out anyway
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        # pad on the right: a causal model (GPT-2) numbers positions from the first token,
+        # so left padding would shift every real token's position embedding
+        self.tokenizer.padding_side = "right"
         if random_init_seed is None:
             self.model = AutoModel.from_pretrained(model_dir, local_files_only=True)
         else:
@@ -200,7 +203,11 @@ class OpenCLIPTextEncoder(TextEncoder):
             )
         self.name = name
         self.description = description
+        import torch
+
         self.model = open_clip.create_model(architecture, pretrained=str(checkpoint))
+        # the F-labels need the text tower only: ViT-g/14's image tower is ~1B parameters
+        self.model.visual = torch.nn.Identity()
         self.model.eval()
         self.tokenizer = open_clip.get_tokenizer(architecture)
 
@@ -218,7 +225,7 @@ class OpenCLIPTextEncoder(TextEncoder):
 def _paper_hint(model_id: str) -> str:
     return (
         f"Download the Hugging Face model {model_id!r} on a machine with network "
-        f"(e.g. `huggingface-cli download {model_id} --local-dir "
+        f"(e.g. `hf download {model_id} --local-dir "
         f"{weights_dir() / model_id}`) and copy the folder there, or set $EMMS_WEIGHTS."
     )
 
