@@ -133,6 +133,7 @@ _USER_ERRORS = {
     "emms.models.zoo": ("CheckpointError", "ZooError"),
     "emms.params": ("ParamsError",),
     "emms.reports.notebook": ("ReportError",),
+    "emms.stages.features": ("SchedulerError",),
     "emms.stages.materialize": ("RawPinError",),
     "emms.tasks": ("UnknownTaskError",),
     "emms.tasks.base": ("TaskNotBuilt",),

@@ -219,3 +219,37 @@ def test_a_failing_report_under_dvc_keeps_the_previous_one(built):
         assert after == before
     finally:
         notebook.write_text(good)
+
+
+@pytest.mark.slow
+def test_features_on_a_dask_cluster_are_the_same_bytes(built):
+    """EMMS_DASK=local:2: every (model, target) pair runs as a Dask task in a worker
+    process and writes its own cache files; they equal the in-process ones, byte for byte."""
+    work, _ = built
+    cache = work / "cache" / "recognition" / "features"
+    before = {p: p.read_bytes() for p in sorted(cache.rglob("*")) if p.is_file()}
+    for path in before:
+        path.unlink()
+    try:
+        _run(
+            [sys.executable, "-m", "emms", "features", "--task", "recognition"],
+            work,
+            EMMS_DASK="local:2",
+        )
+        after = {p: p.read_bytes() for p in sorted(cache.rglob("*")) if p.is_file()}
+        assert list(after) == list(before)
+        assert after == before
+    finally:
+        for path, data in before.items():
+            path.write_bytes(data)
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "message"),
+    [("local:0", "local:N with N >= 1"), ("local:two", "local:N"), ("myhost", "tcp://host:8786")],
+)
+def test_a_bad_dask_scheduler_is_named(scheduler, message):
+    from emms.stages.features import SchedulerError, dask_client
+
+    with pytest.raises(SchedulerError, match=message), dask_client(scheduler):
+        pass

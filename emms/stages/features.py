@@ -1,7 +1,20 @@
 """``features``: every model's features (and source-head probabilities, where the task
-has them) on every target's training split -> ``cache/TASK/features``."""
+has them) on every target's training split -> ``cache/TASK/features``.
+
+Each (model, target) pair is independent and writes its own cache files atomically, so
+the pairs can run anywhere: in this process by default, or as one Dask task each when
+the environment variable ``EMMS_DASK`` names a scheduler (``tcp://host:8786`` for a
+cluster whose workers see this project at the same path, or ``local:N`` for a
+``LocalCluster`` of N single-threaded worker processes started for the stage). The
+variable is not a DVC param on purpose: where the pairs run does not change a byte of
+what they write (every worker fixes the same torch threads and deterministic
+algorithms, ``compute`` in params.yaml; tests/test_pipeline.py compares the bytes).
+"""
 
 from __future__ import annotations
+
+import os
+from contextlib import contextmanager
 
 from tqdm.auto import tqdm
 
@@ -10,25 +23,89 @@ from emms.paths import TaskPaths
 
 from . import configure_torch, record_time
 
+#: the environment variable naming the Dask scheduler (module doc)
+DASK_VARIABLE = "EMMS_DASK"
+
+
+class SchedulerError(ValueError):
+    """``EMMS_DASK`` names no usable scheduler."""
+
+
+def extract_pair(task_name: str, params, model: str, target_name: str, root=".") -> str:
+    """Features (and source probabilities) of one model on one target, cached; returns
+    the features path. Self-contained, so that a Dask worker can run it."""
+    from emms.tasks import get_task
+
+    task = get_task(task_name)
+    paths = TaskPaths(task.name, root)
+    block = params.task(task.name)
+    configure_torch(params.compute)
+    target = task.load_target(paths, target_name)
+    entry = next(e for e in block.zoo.models if e["name"] == model)
+    meta = {
+        "task": task.name,
+        "model": model,
+        "recipe": fingerprint(entry),
+        "dataset": target_name,
+        "split": "train",
+    }
+    outputs = task.model_outputs(block, paths, model, target)
+    save_array(paths.features(target_name, model), outputs["features"], **meta)
+    if task.has_source_probs:
+        save_array(paths.source_probs(target_name, model), outputs["source_probs"], **meta)
+    return str(paths.features(target_name, model))
+
 
 def run(task, params, root=".") -> None:
     paths = TaskPaths(task.name, root)
     block = params.task(task.name)
-    configure_torch(params.compute)
+    pairs = [(model, target) for model in block.models for target in block.data.targets]
     with record_time(paths, "features"):
-        targets = {name: task.load_target(paths, name) for name in block.data.targets}
-        recipes = {entry["name"]: fingerprint(entry) for entry in block.zoo.models}
-        for model in tqdm(block.models, desc="features"):
-            for name, target in targets.items():
-                meta = {
-                    "task": task.name,
-                    "model": model,
-                    "recipe": recipes[model],
-                    "dataset": name,
-                    "split": "train",
-                }
-                outputs = task.model_outputs(block, paths, model, target)
-                save_array(paths.features(name, model), outputs["features"], **meta)
-                if task.has_source_probs:
-                    probs = outputs["source_probs"]
-                    save_array(paths.source_probs(name, model), probs, **meta)
+        scheduler = os.environ.get(DASK_VARIABLE)
+        if not scheduler:
+            for model, target in tqdm(pairs, desc="features"):
+                extract_pair(task.name, params, model, target, root)
+            return
+        with dask_client(scheduler) as client:
+            from distributed import as_completed
+
+            root = os.path.abspath(root)
+            futures = [
+                client.submit(extract_pair, task.name, params, m, t, root, pure=False)
+                for m, t in pairs
+            ]
+            for future in tqdm(as_completed(futures), total=len(futures), desc="features"):
+                future.result()  # re-raises a worker's error here, naming the pair's input
+
+
+@contextmanager
+def dask_client(scheduler: str):
+    """A ``distributed.Client`` for ``EMMS_DASK``: ``local:N`` or a scheduler address."""
+    try:
+        import distributed
+    except ImportError:  # pragma: no cover - a pinned dependency
+        raise SchedulerError(
+            f"{DASK_VARIABLE}={scheduler} needs dask.distributed: pip install "
+            '"dask[distributed]", or unset the variable.'
+        ) from None
+    if scheduler.startswith("local:"):
+        count = scheduler.removeprefix("local:")
+        if not count.isdigit() or int(count) < 1:
+            raise SchedulerError(f"{DASK_VARIABLE}={scheduler}: write local:N with N >= 1 workers.")
+        with (
+            distributed.LocalCluster(
+                n_workers=int(count),
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+            ) as cluster,
+            distributed.Client(cluster) as client,
+        ):
+            yield client
+        return
+    if "://" not in scheduler:
+        raise SchedulerError(
+            f"{DASK_VARIABLE}={scheduler}: give a scheduler address (tcp://host:8786) or local:N."
+        )
+    with distributed.Client(scheduler) as client:
+        yield client
