@@ -129,8 +129,11 @@ _USER_ERRORS = {
     "emms.cache": ("CacheError",),
     "emms.cli": ("UsageError",),
     "emms.datasets.digits": ("RawDataError", "UnknownTargetError"),
+    "emms.datasets.pydoc_qa": ("RawDataError",),
+    "emms.datasets.squad": ("SquadError",),
     "emms.models.flabels": ("EncoderUnavailable",),
     "emms.models.zoo": ("CheckpointError", "ZooError"),
+    "emms.models.text_zoo": ("CheckpointError", "TextZooError"),
     "emms.params": ("ParamsError",),
     "emms.reports.notebook": ("ReportError",),
     "emms.stages.features": ("SchedulerError",),
@@ -161,6 +164,7 @@ def main(argv=None) -> int:
     compare.add_argument("--tolerance", type=float, default=None, help="default 1e-9")
     envelope = commands.add_parser("compare-envelope")
     envelope.add_argument("paths", nargs="+", help="metrics JSON files (reports/metrics/*.json)")
+    commands.add_parser("summary", help="reports/summary.html from every task's metrics")
     commands.add_parser("params-table")
     readme = commands.add_parser("readme")
     readme.add_argument("--check", action="store_true", help="fail if README.md is stale")
@@ -199,6 +203,13 @@ def _run(args) -> int:
         return 0
     if args.command == "readme":
         return _readme(args.check)
+    if args.command == "summary":
+        from .paths import TaskPaths
+        from .reports.notebook import run_notebook
+
+        run_notebook(TaskPaths("summary"))
+        _record_imports("summary")
+        return 0
     from .tasks import get_task
 
     params = load_params(args.params)

@@ -14,6 +14,7 @@ lists them)::
     encoders:     the text encoders that turn labels into F-labels (all tasks)
     evaluation:   bootstrap and CI settings (all reports)
     recognition:  data / zoo / finetune / features / flabels of that task
+    textqa:       the same five groups for extractive text QA
 
 :func:`params_table` renders the schema as the README's params table.
 """
@@ -32,6 +33,7 @@ __all__ = [
     "Params",
     "TaskEntry",
     "RecognitionParams",
+    "TextQAParams",
     "EvaluationParams",
     "load_params",
     "params_table",
@@ -62,6 +64,10 @@ class TaskEntry(_Block):
     zoo: str = Field(description="zoo module: emms/models/ZOO.py")
     features: str = Field(description="feature-extraction module: emms/models/FEATURES.py")
     finetune: str = Field(description="fine-tuning module: emms/models/FINETUNE.py")
+    reader: str = Field(
+        description="module that reads the processed targets: emms/datasets/READER.py "
+        "(the dataset module itself where it reads its own files)"
+    )
 
 
 class DataParams(_Block):
@@ -151,6 +157,73 @@ class ComputeParams(_Block):
     )
 
 
+class TextQADataParams(_Block):
+    seed: Seed = Field(0, description="draw of the questions from the pinned files")
+    targets: list[str] = Field(min_length=1, description="target datasets, in report order")
+    n_train: PositiveInt = Field(description="training questions per target (fine-tuning)")
+    n_test: PositiveInt = Field(description="test questions per target (unseen topics)")
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _a_list(cls, value):
+        return DataParams._a_list(value)
+
+
+class TextZooParams(_Block):
+    models: list[dict[str, Any]] = Field(
+        min_length=3, description="one recipe per model (emms/models/text_zoo.py TextRecipe)"
+    )
+
+    @field_validator("models")
+    @classmethod
+    def _unique_names(cls, value):
+        return ZooParams._unique_names(value)
+
+    def recipes(self):
+        """The validated recipes (:class:`emms.models.text_zoo.TextRecipe`)."""
+        from emms.models.text_zoo import TextZooError, recipes_from_config
+
+        try:
+            return recipes_from_config(self.models)
+        except TextZooError as error:
+            raise ParamsError(f"params: textqa.zoo.models: {error}") from None
+
+
+class TextFinetuneParams(_Block):
+    steps: PositiveInt = Field(description="optimizer steps (batches of training questions)")
+    lr: float = Field(gt=0, description="encoder learning rate (AdamW, warm-up, linear decay)")
+    head_lr: float = Field(gt=0, description="learning rate of the new start/end head")
+    batch_size: PositiveInt = Field(description="fine-tuning batch size")
+    weight_decay: float = Field(ge=0, description="AdamW weight decay")
+    freeze_word_embeddings: bool = Field(
+        True, description="keep the word-piece embedding table fixed in fine-tuning"
+    )
+    seeds: list[Seed] = Field(
+        min_length=3, description="fine-tuning seeds; >= 3 for the split-seed reliability"
+    )
+    workers: PositiveInt = Field(
+        1, description="processes fine-tuning at once (one thread each; same results)"
+    )
+
+
+class TextFlabelsParams(_Block):
+    with_question: bool = Field(
+        True, description="embed 'Q: question A: answer' (the paper) or the answer alone"
+    )
+
+
+class TextQAParams(_Block):
+    data: TextQADataParams
+    zoo: TextZooParams
+    finetune: TextFinetuneParams
+    features: FeaturesParams
+    flabels: TextFlabelsParams
+
+    @property
+    def models(self) -> list[str]:
+        return [entry["name"] for entry in self.zoo.models]
+
+
 class EvaluationParams(_Block):
     n_boot: PositiveInt = Field(1000, description="bootstrap resamples of the zoo per tau")
     seed: Seed = Field(0, description="seed of the bootstrap")
@@ -163,7 +236,10 @@ class EvaluationParams(_Block):
 
 
 #: The schema of each task's block; a task without a block here is not built yet.
-TASK_PARAMS: dict[str, type[_Block]] = {"recognition": RecognitionParams}
+TASK_PARAMS: dict[str, type[_Block]] = {
+    "recognition": RecognitionParams,
+    "textqa": TextQAParams,
+}
 
 
 class Params(_Block):
@@ -178,6 +254,7 @@ class Params(_Block):
     compute: ComputeParams  # required: dvc.yaml lists it as a param of the training stages
     evaluation: EvaluationParams
     recognition: RecognitionParams | None = None
+    textqa: TextQAParams | None = None
 
     @field_validator("encoders")
     @classmethod

@@ -70,7 +70,11 @@ def _set(value, *keys):
         (_set(["minilm", "minilm"], "encoders"), r"repeats an encoder"),
         (_set({}, "tasks"), r"tasks = \{\}"),
         (
-            _set({"dataset": "x", "zoo": "z", "features": "f", "finetune": "f"}, "tasks", "vqa"),
+            _set(
+                {"dataset": "x", "zoo": "z", "features": "f", "finetune": "f", "reader": "x"},
+                "tasks",
+                "vqa",
+            ),
             r"tasks\.vqa is not a built task",
         ),
     ],
@@ -113,3 +117,59 @@ def test_the_params_table_covers_every_key_of_the_project_file():
             assert f"`recognition.{block}.{key}`" in table, (block, key)
     for key in raw["evaluation"]:
         assert f"`evaluation.{key}`" in table
+
+
+TINY_TEXTQA = ROOT / "tests" / "data" / "params-tiny-textqa.yaml"
+
+
+def test_the_textqa_block_is_valid_and_sized_for_the_issue():
+    params = load_params(ROOT / "params.yaml")
+    block = params.task("textqa")
+    recipes = block.zoo.recipes()
+    assert len(recipes) >= 8 and len({r.kind for r in recipes}) >= 2
+    assert any(r.kind == "bert" and r.span_steps == 0 for r in recipes)  # the random control
+    assert len(block.data.targets) >= 2 and len(block.finetune.seeds) >= 3
+    assert load_params(TINY_TEXTQA).task("textqa").models
+
+
+def _textqa(raw_edit):
+    def edit(raw):
+        raw.clear()
+        raw.update(yaml.safe_load(TINY_TEXTQA.read_text()))
+        raw_edit(raw)
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (_textqa(_set([0, 1], "textqa", "finetune", "seeds")), r"seeds = \[0, 1\]: .*at least 3"),
+        (
+            _textqa(_set(["squad"], "textqa", "data", "targets")),
+            r"unknown dataset\(s\) \['squad'\]",
+        ),
+        (_textqa(_set(0, "textqa", "data", "n_train")), r"textqa\.data\.n_train = 0"),
+        (_textqa(_drop("tasks", "textqa", "reader")), r"tasks\.textqa\.reader is required"),
+    ],
+)
+def test_bad_textqa_params_give_one_line(tmp_path, edit, message):
+    with pytest.raises(ParamsError, match=message):
+        load_params(_write(tmp_path, edit))
+
+
+def test_a_bad_text_recipe_is_a_params_error(tmp_path):
+    def edit(raw):
+        raw["textqa"]["zoo"]["models"][0]["kind"] = "gpt"
+
+    params = load_params(_write(tmp_path, _textqa(edit)))
+    with pytest.raises(ParamsError, match=r"textqa\.zoo\.models: model '\w+': kind 'gpt'"):
+        params.task("textqa").zoo.recipes()
+
+
+def test_the_params_table_covers_the_textqa_keys():
+    table = params_table()
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for block in ("data", "zoo", "finetune", "features", "flabels"):
+        for key in raw["textqa"][block]:
+            assert f"`textqa.{block}.{key}`" in table, (block, key)

@@ -14,6 +14,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "data" / "params-tiny.yaml"
+TINY_TEXTQA = ROOT / "tests" / "data" / "params-tiny-textqa.yaml"
 
 
 def _env(**extra):
@@ -33,7 +34,7 @@ def _stage_deps(work) -> dict[str, list[str]]:
     code = (
         "import json; from dvc.repo import Repo; r = Repo('.');"
         "print(json.dumps({s.addressing: [str(d.def_path) for d in s.deps]"
-        " for s in r.index.stages if s.addressing.count('@')}))"
+        " for s in r.index.stages if s.cmd}))"
     )
     return json.loads(_run([sys.executable, "-c", code], work).strip().splitlines()[-1])
 
@@ -42,9 +43,7 @@ def _covered(path: str, deps: list[str]) -> bool:
     return any(path == dep or path.startswith(dep.rstrip("/") + "/") for dep in deps)
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """The tiny pipeline, run once; its stage import log."""
+def _build(tmp_path_factory, tiny):
     work = tmp_path_factory.mktemp("pipeline") / "project"
     work.mkdir()
     for name in ("dvc.yaml", "data.dvc", "notebooks", "emms"):
@@ -55,7 +54,7 @@ def built(tmp_path_factory):
     shutil.copy(
         ROOT / "benchmarks" / "results" / "isa_envelope.json", work / "benchmarks" / "results"
     )
-    shutil.copy(TINY, work / "params.yaml")
+    shutil.copy(tiny, work / "params.yaml")
     dvc = [sys.executable, "-m", "dvc"]
     _run([*dvc, "init", "--no-scm", "-q"], work)
     _run([*dvc, "config", "core.analytics", "false"], work)
@@ -63,6 +62,18 @@ def built(tmp_path_factory):
     _run([sys.executable, "-m", "emms", "materialize-data"], work)
     _run([*dvc, "repro"], work, EMMS_RECORD_IMPORTS=str(imports))
     return work, imports
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """The tiny pipeline, run once; its stage import log."""
+    return _build(tmp_path_factory, TINY)
+
+
+@pytest.fixture(scope="module")
+def built_textqa(tmp_path_factory):
+    """The tiny text-QA pipeline, run once; its stage import log."""
+    return _build(tmp_path_factory, TINY_TEXTQA)
 
 
 @pytest.mark.slow
@@ -102,8 +113,9 @@ def test_tiny_pipeline_report_reads_cleanly(built):
 
 
 @pytest.mark.slow
-def test_every_stage_lists_the_code_it_imports(built):
-    work, imports = built
+@pytest.mark.parametrize("pipeline", ["built", "built_textqa"])
+def test_every_stage_lists_the_code_it_imports(pipeline, request):
+    work, imports = request.getfixturevalue(pipeline)
     deps = _stage_deps(work)
     records = [json.loads(line) for line in imports.read_text().splitlines()]
     assert {r["stage"] for r in records} == set(deps)
@@ -253,3 +265,63 @@ def test_a_bad_dask_scheduler_is_named(scheduler, message):
 
     with pytest.raises(SchedulerError, match=message), dask_client(scheduler):
         pass
+
+
+def test_tiny_textqa_pipeline_reports_f1_truth_and_its_reliability(built_textqa):
+    work, _ = built_textqa
+    reports = work / "reports"
+    for path in (
+        "textqa.ipynb",
+        "textqa.html",
+        "metrics/textqa.json",
+        "figures/textqa/truth.png",
+        "figures/textqa/weighted_tau.png",
+        "tables/textqa/truth_all_metrics.csv",
+        "tables/textqa/truth_split_seed_tau.csv",
+        "tables/textqa/headline.csv",
+    ):
+        assert (reports / path).is_file(), path
+    truth = (work / "cache" / "textqa" / "truth.csv").read_text().splitlines()
+    assert truth[0] == "dataset,model,seed,f1,exact_match"
+    assert len(truth) == 1 + 2 * 3 * 3  # targets x models x seeds
+    for line in truth[1:]:
+        f1, em = (float(v) for v in line.split(",")[3:])
+        assert 0.0 <= em <= f1 <= 100.0  # a question's EM of 1 implies its F1 of 1
+    metrics = json.loads((reports / "metrics" / "textqa.json").read_text())
+    assert set(metrics) >= {"short", "unanswerable", "_truth_split_seed_reliability"}
+    assert -1.0 <= metrics["short"]["emms"]["weighted_tau"] <= 1.0
+    executed = json.loads((reports / "textqa.ipynb").read_text())
+    errors = [
+        o for c in executed["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"
+    ]
+    assert not errors
+    timings = json.loads((reports / "timings" / "textqa.json").read_text())
+    assert set(timings) == {"data", "zoo", "features", "flabels", "truth", "report"}
+
+
+@pytest.mark.slow
+def test_summary_puts_every_experiment_beside_the_paper(built):
+    """reports/summary.html: the paper's five headline rows, this run's numbers for the
+    tasks the params run (read from their metrics JSON), and a clean report."""
+    import pandas as pd
+
+    from emms.reports.check import report_problems
+
+    work, _ = built
+    reports = work / "reports"
+    assert report_problems(reports, "summary") == []
+    head = pd.read_csv(reports / "tables" / "summary" / "headline.csv")
+    assert len(head) == 5 and head["experiment"].str.startswith("recognition (§4.1)").any()
+    metrics = json.loads((reports / "metrics" / "recognition.json").read_text())
+    row = head[head.experiment.str.startswith("recognition")].iloc[0]
+    gain = metrics["headline"]["gain in mean weighted tau over LogME (F-label), %"]
+    assert row["embedded: gain, %"] == pytest.approx(gain)
+    assert (
+        head[~head.experiment.str.startswith("recognition")]["embedded targets"] == "not built yet"
+    ).all()
+    tau = pd.read_csv(reports / "tables" / "summary" / "weighted_tau.csv")
+    assert set(tau.target) == {"digits10", "shapes3"}
+    emms = tau[(tau.target == "digits10") & (tau.method == "emms")]["weighted_tau"].item()
+    assert emms == pytest.approx(metrics["digits10"]["emms"]["weighted_tau"])
+    paired = pd.read_csv(reports / "tables" / "summary" / "paired.csv")
+    assert "EMMS − LogME (F-label)" in set(paired.comparison)

@@ -198,6 +198,8 @@ def _collapse(
     evaluation: pd.DataFrame,
     scores: pd.DataFrame | None = None,
 ) -> list[str]:
+    if "baseline" in paired_evidence:  # EMMS (evidence) is also paired with LogME (F-label)
+        paired_evidence = paired_evidence[paired_evidence.baseline == "emms"]
     collapsed = dims[dims["D >= N - 1"]]
     if collapsed.empty:
         return [

@@ -51,6 +51,8 @@ __all__ = [
     "paired_differences",
     "paper_scale_spread",
     "machine_table",
+    "split_seed_taus",
+    "secondary_truth",
 ]
 
 # an absolute path (POSIX or Windows) inside a message: shown by its last part only
@@ -248,6 +250,52 @@ def truth_summary(truth: pd.DataFrame, metric: str = "test_accuracy") -> pd.Data
     return summary.merge(per_dataset.reset_index(), on="dataset")
 
 
+def split_seed_taus(truth: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """How well the truth ranks the zoo against itself: per dataset and per split of the
+    seeds into two halves (sizes floor(S/2) and the rest; every such split), the
+    weighted tau between the per-model means of one half and of the other.
+
+    A selector is compared with the mean over all seeds, which is less noisy than either
+    half, so the mean tau is a conservative estimate of the ceiling any selector's tau
+    can reach on this truth (a value near 1: the seed noise does not reorder the zoo).
+    """
+    from itertools import combinations
+
+    from emms.evaluation import weighted_tau
+
+    rows = []
+    seeds = sorted(truth["seed"].unique())
+    if len(seeds) < 2:
+        raise ValueError("split-seed reliability needs >= 2 seeds.")
+    half = len(seeds) // 2
+    splits = [set(c) for c in combinations(seeds, half)]
+    if 2 * half == len(seeds):  # {A, B} and {B, A} are the same split
+        splits = [c for c in splits if min(seeds) in c]
+    for dataset, part in truth.groupby("dataset", sort=False):
+        for first in splits:
+            a = part[part.seed.isin(first)].groupby("model")[metric].mean()
+            b = part[~part.seed.isin(first)].groupby("model")[metric].mean()
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "seeds A": ", ".join(map(str, sorted(first))),
+                    "seeds B": ", ".join(str(s) for s in seeds if s not in first),
+                    "weighted_tau": weighted_tau(a, b.loc[a.index]),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def secondary_truth(truth: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """Mean and seed std of further truth columns (e.g. exact match), per model."""
+    grouped = truth.groupby(["dataset", "model"], sort=False)
+    frames = [
+        grouped[m].agg(["mean", lambda a: a.std(ddof=1)]).set_axis([f"{m}", f"{m}_std"], axis=1)
+        for m in metrics
+    ]
+    return pd.concat(frames, axis=1).reset_index()
+
+
 def evaluate_methods(
     scores: pd.DataFrame, summary: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0
 ) -> pd.DataFrame:
@@ -293,6 +341,7 @@ def headline(
     reference: Mapping[str, float],
     *,
     speed: Mapping[str, float] | None = None,
+    paper_label: str = "paper (11 datasets, ImageNet zoo)",
 ) -> pd.DataFrame:
     """EMMS vs LogME (F-label), as in the paper's abstract: relative gain in weighted tau
     (mean over datasets) and wall-clock speed-up, beside the paper's.
@@ -314,7 +363,7 @@ def headline(
                 "gain in weighted tau over LogME (F-label), %",
                 "speed-up over LogME (F-label), x",
             ],
-            "paper (11 datasets, ImageNet zoo)": [
+            paper_label: [
                 reference["gain_over_logme_flabel_percent"],
                 reference["speedup_over_logme_flabel"],
             ],
@@ -521,29 +570,12 @@ def machine_table() -> pd.DataFrame:
 
 
 def split_seed_reliability(truth: pd.DataFrame, metric: str) -> pd.Series:
-    """How well the truth ranks itself: per dataset, the weighted tau between the zoo
-    ranked by the mean over one half of the seeds and by the mean over the other half,
-    averaged over every split of the seeds into two halves (sizes floor(S/2), ceil(S/2)).
-
-    It is the ceiling any selector can reach against a truth this noisy (a selector is
-    compared with the mean over all seeds, which is somewhat less noisy than a half).
-    NaN for fewer than 2 seeds.
-    """
-    from itertools import combinations
-
-    from emms.evaluation import weighted_tau
-
+    """Per dataset, the mean over :func:`split_seed_taus`: the ceiling any selector can
+    reach against a truth this noisy. NaN for a dataset with fewer than 2 seeds."""
     out = {}
-    for dataset, table in truth.groupby("dataset"):
-        seeds = sorted(table["seed"].unique())
-        if len(seeds) < 2:
+    for dataset, table in truth.groupby("dataset", sort=False):
+        if table["seed"].nunique() < 2:
             out[dataset] = float("nan")
-            continue
-        wide = table.pivot_table(index="model", columns="seed", values=metric)
-        taus = []
-        for half in combinations(seeds, len(seeds) // 2):
-            rest = [s for s in seeds if s not in half]
-            a, b = wide[list(half)].mean(axis=1), wide[rest].mean(axis=1)
-            taus.append(weighted_tau(a.to_numpy(), b.to_numpy()))
-        out[dataset] = float(np.mean(taus))
+        else:
+            out[dataset] = float(split_seed_taus(table, metric)["weighted_tau"].mean())
     return pd.Series(out, name="split_seed_reliability")

@@ -9,8 +9,9 @@ import numpy as np
 __all__ = ["flatten", "max_metric_change", "compare_metrics"]
 
 
-#: Top-level keys that describe where a run happened, not what it computed.
-PROVENANCE_KEYS = ("machine",)
+#: Top-level keys that describe where and how fast a run happened, not what it computed
+#: (wall-clock ratios change from run to run; the summary report reads them).
+PROVENANCE_KEYS = ("machine", "wallclock")
 
 
 def flatten(tree, prefix=""):

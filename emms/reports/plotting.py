@@ -20,6 +20,7 @@ __all__ = [
     "plot_truth",
     "plot_scores_vs_truth",
     "plot_tau",
+    "plot_tau_heatmap",
     "plot_weights",
     "plot_wallclock",
     "plot_paper_spread",
@@ -41,17 +42,19 @@ def save_figure(fig, directory, name: str) -> list[Path]:
     return paths
 
 
-def plot_truth(summary: pd.DataFrame):
-    """Fine-tuned test accuracy (mean and seed std) of every model on every dataset."""
+def plot_truth(summary: pd.DataFrame, label: str = "test accuracy", upper: float = 1.0):
+    """Fine-tuned truth (mean and seed std) of every model on every dataset; ``label``
+    names the metric, ``upper`` is its largest value (1 for accuracy, 100 for percent)."""
     datasets = list(dict.fromkeys(summary["dataset"]))
     fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.6), squeeze=False)
     for ax, dataset in zip(axes[0], datasets, strict=True):
         part = summary[summary.dataset == dataset].sort_values("mean")
         ax.barh(part["model"], part["mean"], xerr=part["std"], color=sns.color_palette()[0])
-        low = max(0.0, part["mean"].min() - 3 * part["std"].max() - 0.02)
-        ax.set_xlim(low, min(1.0, part["mean"].max() + 3 * part["std"].max() + 0.02))
+        pad = 0.02 * upper
+        low = max(0.0, part["mean"].min() - 3 * part["std"].max() - pad)
+        ax.set_xlim(low, min(upper, part["mean"].max() + 3 * part["std"].max() + pad))
         ax.set_title(f"{dataset}\nrange / seed std = {part['range_over_seed_std'].iloc[0]:.1f}")
-        ax.set_xlabel("test accuracy (mean ± std over seeds)")
+        ax.set_xlabel(f"{label} (mean ± std over seeds)")
     fig.tight_layout()
     return fig
 
@@ -66,8 +69,10 @@ def model_styles(models) -> dict:
     return {m: (palette[i], _MARKERS[i % len(_MARKERS)]) for i, m in enumerate(models)}
 
 
-def plot_scores_vs_truth(scores: pd.DataFrame, summary: pd.DataFrame, methods):
-    """One panel per (method, dataset): each model's score against its fine-tuned accuracy.
+def plot_scores_vs_truth(
+    scores: pd.DataFrame, summary: pd.DataFrame, methods, truth_label: str = "fine-tuned accuracy"
+):
+    """One panel per (method, dataset): each model's score against its truth (``truth_label``).
 
     Models are told apart by colour and marker with one legend below the panels, so no
     label can collide with another."""
@@ -99,7 +104,7 @@ def plot_scores_vs_truth(scores: pd.DataFrame, summary: pd.DataFrame, methods):
             ax.set_title(f"{part['label'].iloc[0]} · {dataset}", fontsize=9)
             ax.set_xlabel("score", fontsize=8)
             ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(4))
-            ax.set_ylabel("fine-tuned accuracy" if col == 0 else "", fontsize=8)
+            ax.set_ylabel(truth_label if col == 0 else "", fontsize=8)
             ax.tick_params(labelsize=7)
     handles = [
         plt.Line2D([], [], ls="", marker=marker, color=color, label=model)
@@ -232,5 +237,25 @@ def plot_paper_spread(spreads: pd.DataFrame):
     ax.set_xlabel("best minus worst fine-tuned score across the zoo (points)")
     ax.set_ylabel("")
     ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_tau_heatmap(tau: pd.DataFrame):
+    """Weighted tau of every selector (rows, best mean first) on every (task, target)."""
+    table = tau.assign(column=tau.task + "\n" + tau.target).pivot(
+        index="selector", columns="column", values="weighted_tau"
+    )
+    table = table.loc[table.mean(axis=1).sort_values(ascending=False).index]
+    columns = list(dict.fromkeys(tau.task + "\n" + tau.target))
+    table = table[columns]
+    fig, ax = plt.subplots(figsize=(1.1 * len(columns) + 3.0, 0.36 * len(table) + 1.4))
+    sns.heatmap(
+        table, annot=True, fmt="+.2f", cmap="RdBu", vmin=-1, vmax=1, cbar=False, ax=ax,
+        annot_kws={"fontsize": 7},
+    )  # fmt: skip
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    ax.tick_params(labelsize=8)
     fig.tight_layout()
     return fig

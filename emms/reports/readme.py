@@ -12,6 +12,9 @@ For every task with tables in ``reports/tables/TASK/`` three sections can be gen
   its speed-up, the paper's beside this run's, ``headline.csv``) and the paired
   comparison with LogME (F-label) across targets (``paired_wins.csv``);
 * ``TASK-tau``: the weighted tau of every selector per target (``weighted_tau.csv``);
+* ``TASK-truth``: how far the truth can be trusted, per target: the zoo's range over the
+  mean seed std and the split-seed reliability (``truth_spread.csv``,
+  ``truth_reliability.csv``);
 * ``TASK-timings``: the wall-clock of every pipeline stage (``reports/timings/TASK.json``).
 
 :func:`update_readme` rewrites the text between each pair of markers present in the
@@ -71,6 +74,22 @@ def _tau(tables: Path, task: str) -> str:
     return _markdown(table.rename(columns={"label": "selector"}), numparse=False)
 
 
+def _truth(tables: Path, task: str) -> str:
+    spread = pd.read_csv(tables / "truth_spread.csv")
+    reliability = pd.read_csv(tables / "truth_reliability.csv")
+    table = spread[["dataset", "zoo_range", "mean_seed_std", "range_over_seed_std"]].merge(
+        reliability, on="dataset"
+    )
+    table.columns = [
+        "target",
+        "zoo range",
+        "mean seed std",
+        "range / seed std",
+        "split-seed reliability",
+    ]
+    return _markdown(table, ".3f")
+
+
 def _timings(reports: Path, task: str) -> str:
     from .session import stage_timings_table
 
@@ -90,6 +109,12 @@ def render_sections(reports_dir: str | Path) -> dict[str, str]:
                 SOURCE_NOTE.format(source=f"{source}/headline.csv")
                 + "\n\n"
                 + _results(tables, task)
+            )
+        if (tables / "truth_spread.csv").is_file() and (tables / "truth_reliability.csv").is_file():
+            sections[f"{task}-truth"] = (
+                SOURCE_NOTE.format(source=f"{source}/truth_spread.csv, truth_reliability.csv")
+                + "\n\n"
+                + _truth(tables, task)
             )
         if (tables / "weighted_tau.csv").is_file():
             sections[f"{task}-tau"] = (

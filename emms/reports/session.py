@@ -185,9 +185,21 @@ class ReportSession:
         self.spread = self.summary.groupby("dataset")[columns].first()
         self.save_table(self.spread.reset_index(), "truth_spread")
         self.save_table(self.summary[["dataset", "model", "mean", "std", "seeds"]], "truth")
-        show(
-            self.spread.reset_index(), self.save_figure(plotting.plot_truth(self.summary), "truth")
+        label = self.task.truth_metric_label.removesuffix(" after fine-tuning")
+        figure = plotting.plot_truth(self.summary, label, upper=self.task.truth_scale)
+        show(self.spread.reset_index(), self.save_figure(figure, "truth"))
+
+    @_section
+    def truth_secondary(self) -> None:
+        """Every truth column beyond the main metric (e.g. exact match beside F1), mean and
+        seed std per model."""
+        extra = list(self.task.truth_columns[4:])
+        main = self.summary[["dataset", "model", "mean", "std"]].rename(
+            columns={"mean": self.task.truth_metric, "std": f"{self.task.truth_metric}_std"}
         )
+        table = main.merge(experiment.secondary_truth(self.truth_table, extra))
+        self.save_table(table, "truth_all_metrics")
+        show(table)
 
     @_section
     def reproducibility(self) -> None:
@@ -195,6 +207,8 @@ class ReportSession:
         selector's tau), the models another instruction set can reorder, the machine."""
         from .stability import isa_sensitivity
 
+        splits = experiment.split_seed_taus(self.truth_table, self.task.truth_metric)
+        self.save_table(splits, "truth_split_seed_tau")
         reliability = experiment.split_seed_reliability(self.truth_table, self.task.truth_metric)
         ceiling = reliability.rename("split-seed weighted tau").reset_index()
         ceiling = ceiling.rename(columns={"index": "dataset"})
@@ -214,7 +228,7 @@ class ReportSession:
         )
         machine = experiment.machine_table()
         self.save_table(machine, "machine")
-        show(ceiling, note, flags, machine)
+        show(ceiling, "Every split of the seeds into two halves:", splits, note, flags, machine)
 
     @_section
     def load_inputs(self) -> None:
@@ -242,6 +256,9 @@ class ReportSession:
 
     @_section
     def datasets_table(self) -> None:
+        if self.task.label_format != "class":
+            show(self._text_datasets_table())
+            return
         show(
             pd.DataFrame(
                 [
@@ -255,6 +272,23 @@ class ReportSession:
                 ]
             )
         )
+
+    def _text_datasets_table(self) -> pd.DataFrame:
+        rows = []
+        for dataset in self.targets:
+            target = self.task.load_target(self.paths, dataset)
+            texts = self.task.label_texts(self.block, target)
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "N (train)": len(target.train_labels),
+                    "N (test)": len(target.test_labels),
+                    "labels": self.task.label_format,
+                    "what it is": target.description,
+                    "an F-label text": texts[0],
+                }
+            )
+        return pd.DataFrame(rows)
 
     @_section
     def sample_size(self) -> None:
@@ -338,13 +372,17 @@ class ReportSession:
         self.paired_table, self.wins = experiment.paired_differences(
             self.scores, self.summary, "emms", n_boot=n_boot, seed=seed
         )
-        evidence = [m for m in ("emms",) if "emms_evidence" in set(self.scores.method)]
-        self.paired_evidence, _ = (
+        evidence = (
+            [m for m in ("emms", "logme_flabel") if m in set(self.scores.method)]
+            if "emms_evidence" in set(self.scores.method)
+            else []
+        )
+        self.paired_evidence, self.wins_evidence = (
             experiment.paired_differences(
                 self.scores, self.summary, "emms_evidence", evidence, n_boot=n_boot, seed=seed
             )
             if evidence
-            else (pd.DataFrame(columns=["dataset"]), {})
+            else (pd.DataFrame(columns=["dataset", "baseline"]), {})
         )
         self.save_table(self.paired_table, "paired_differences")
         table = self.paired_table.copy()
@@ -367,7 +405,10 @@ class ReportSession:
 
     @_section
     def scores_vs_truth(self, methods=("emms", "logme_flabel")) -> None:
-        fig = plotting.plot_scores_vs_truth(self.scores, self.summary, list(methods))
+        label = self.task.truth_metric_label.removesuffix(" after fine-tuning")
+        if self.task.label_format == "class":
+            label = "fine-tuned accuracy"
+        fig = plotting.plot_scores_vs_truth(self.scores, self.summary, list(methods), label)
         show(self.save_figure(fig, "scores_vs_truth"))
 
     @_section
@@ -440,7 +481,13 @@ class ReportSession:
     def headline(self) -> None:
         reference = pd.read_csv(self.root / REFERENCE / "headline.csv").set_index("task")
         self.reference = reference.loc[self.task.headline_task]
-        head = experiment.headline(self.evaluation, self.scores, self.reference, speed=self.speed)
+        head = experiment.headline(
+            self.evaluation,
+            self.scores,
+            self.reference,
+            speed=self.speed,
+            paper_label=self.task.paper_scale,
+        )
         self.head = head
         self.save_table(head, "headline")
         show(head)
@@ -582,6 +629,21 @@ class ReportSession:
         means = tau.groupby("method")["value"].mean()
         gain = means["emms"] - means["logme_flabel"]
         metrics["headline"] = {"sign of EMMS - LogME (F-label), mean tau": "+" if gain > 0 else "-"}
+        metrics["paired"] = {
+            f"{first} - {baseline}": _wins_json(wins)
+            for first, table in (("emms", self.wins), ("emms_evidence", self.wins_evidence))
+            for baseline, wins in table.items()
+            if wins is not None
+        }
+        head = self.head.set_index("quantity").iloc[:, -1]
+        metrics["headline"]["paper row"] = self.task.headline_task
+        metrics["headline"]["gain in mean weighted tau over LogME (F-label), %"] = round(
+            float(head.iloc[0]), 6
+        )
+        metrics["wallclock"] = {  # provenance: not compared, read by the summary report
+            "speed-up over LogME (F-label)": dict(self.speed or {}),
+            "label": self.task.paper_scale,
+        }
         metrics["machine"] = machine_info()
         atomic_write_text(
             self.out / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n"
@@ -590,6 +652,19 @@ class ReportSession:
 
         _record_imports(f"report@{self.task.name}")  # what the kernel imported (tests)
         return metrics
+
+
+def _wins_json(wins) -> dict:
+    """A :class:`~emms.evaluation.WinSummary` as plain numbers (metrics JSON)."""
+    return {
+        "wins": wins.wins,
+        "clear_wins": wins.clear_wins,
+        "clear_losses": wins.clear_losses,
+        "targets": wins.n_targets,
+        "mean": round(float(wins.mean), 6),
+        "low": round(float(wins.low), 6),
+        "high": round(float(wins.high), 6),
+    }
 
 
 def _wins_cell(wins) -> str:

@@ -41,9 +41,9 @@ def dvc_dir_md5(folder: str | os.PathLike) -> str:
 
 
 def _embedded():
-    from emms.datasets import digits
+    from emms.datasets import digits, pydoc_qa
 
-    return {"digits": digits}
+    return {"digits": digits, "pydoc_qa": pydoc_qa}
 
 
 def materialize(dataset: str, root=".", dvc_file="data.dvc") -> str:

@@ -1,12 +1,17 @@
 """``truth``: fine-tune every model on every target with every seed -> ``cache/TASK/truth.csv``.
 
-One row per (dataset, model, seed) with the task's truth metric; the seconds of each run
-go to ``reports/timings/TASK.json``, not into the table (outputs stay pure)."""
+One row per (dataset, model, seed) with the task's truth metric (and any secondary metric
+columns the task declares); the seconds of each run go to ``reports/timings/TASK.json``,
+not into the table (outputs stay pure). A task may run its jobs in ``truth_workers``
+processes (each single-threaded and seeded, so the table does not depend on how many)."""
 
 from __future__ import annotations
 
 import csv
 import io
+import multiprocessing
+from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
 
 from tqdm.auto import tqdm
 
@@ -14,6 +19,18 @@ from emms.cache import atomic_write_text
 from emms.paths import TaskPaths
 
 from . import configure_torch, record_time
+
+
+def _values(task, value) -> list[float]:
+    metrics = task.truth_columns[3:]
+    values = [value[m] for m in metrics] if isinstance(value, Mapping) else [value]
+    if len(values) != len(metrics):
+        raise ValueError(f"{task.name}.finetune returned {value!r}, not {metrics}.")
+    return values
+
+
+def _job(task, block, paths, model, target, seed):
+    return task.finetune(block, paths, model, target, seed)
 
 
 def run(task, params, root=".") -> None:
@@ -28,10 +45,26 @@ def run(task, params, root=".") -> None:
             for model in block.models
             for seed in block.finetune.seeds
         ]
-        rows = []
-        for target, model, seed in tqdm(jobs, desc="fine-tuning"):
-            value = task.finetune(block, paths, model, targets[target], seed)
-            rows.append((target, model, seed, f"{value:.6f}"))
+        workers = task.truth_workers(block)
+        if workers > 1:
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                futures = [
+                    pool.submit(_job, task, block, paths, model, targets[target], seed)
+                    for target, model, seed in jobs
+                ]
+                for job, future in zip(jobs, futures, strict=True):
+                    tqdm.write(f"{job}: {future.result()}")  # progress, in job order
+                values = [f.result() for f in futures]
+        else:
+            values = [
+                task.finetune(block, paths, model, targets[target], seed)
+                for target, model, seed in tqdm(jobs, desc="fine-tuning")
+            ]
+        rows = [
+            (target, model, seed, *(f"{v:.6f}" for v in _values(task, value)))
+            for (target, model, seed), value in zip(jobs, values, strict=True)
+        ]
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(task.truth_columns)

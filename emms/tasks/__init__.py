@@ -18,7 +18,7 @@ TASKS: dict[str, str] = {
     "recognition": "emms.tasks.recognition:Recognition",
     "captioning": "emms.tasks.declared:Captioning",
     "vqa": "emms.tasks.declared:VisualQA",
-    "textqa": "emms.tasks.declared:TextQA",
+    "textqa": "emms.tasks.textqa:TextQA",
     "referring": "emms.tasks.declared:Referring",
 }
 

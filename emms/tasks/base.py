@@ -154,6 +154,10 @@ class Task(ABC):
     truth_metric_label: ClassVar[str]  # how reports name it
     paper_section: ClassVar[str]
     headline_task: ClassVar[str]  # row of data/reference/headline.csv
+    #: how the headline table names the paper's column
+    paper_scale: ClassVar[str] = "paper (11 datasets, ImageNet zoo)"
+    #: the largest value of the truth metric (1 for accuracies, 100 for percentages)
+    truth_scale: ClassVar[float] = 1.0
     has_source_probs: ClassVar[bool] = False
     built: ClassVar[bool] = True
     builds_in: ClassVar[str] = ""  # for an unbuilt task: which issue builds it
@@ -162,7 +166,9 @@ class Task(ABC):
 
     @property
     def truth_columns(self) -> tuple[str, ...]:
-        """The columns of the truth table: one row per (dataset, model, seed)."""
+        """The columns of the truth table: one row per (dataset, model, seed); the fourth
+        is :attr:`truth_metric`, any further ones are secondary metrics that
+        :meth:`finetune` returns by name (a mapping) beside it."""
         return ("dataset", "model", "seed", self.truth_metric)
 
     def _not_built(self):
@@ -189,8 +195,13 @@ class Task(ABC):
         on the target's training split."""
 
     @abstractmethod
-    def finetune(self, params, paths, model: str, target: TargetData, seed: int) -> float:
-        """``truth`` stage: fine-tune one model on one target; the truth metric."""
+    def finetune(self, params, paths, model: str, target: TargetData, seed: int):
+        """``truth`` stage: fine-tune one model on one target; the truth metric (a float),
+        or a mapping from every metric column of :attr:`truth_columns` to its value."""
+
+    def truth_workers(self, params) -> int:
+        """How many processes the ``truth`` stage may fine-tune in (default 1)."""
+        return 1
 
     def flabel_template(self, params) -> str | None:
         """The label -> text template recorded with the F-labels (class labels only)."""

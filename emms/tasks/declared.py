@@ -1,4 +1,4 @@
-"""The four experiments declared but not built yet: their labels and truth metrics.
+"""The three experiments declared but not built yet: their labels and truth metrics.
 
 Each raises :class:`emms.tasks.base.TaskNotBuilt` from every hook until its issue lands;
 what they declare (label format, metric, paper section) is what the shared stages,
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .base import UnbuiltTask
 
-__all__ = ["Captioning", "VisualQA", "TextQA", "Referring"]
+__all__ = ["Captioning", "VisualQA", "Referring"]
 
 _SCENES = " (issue 11: digit scenes)"
 
@@ -33,17 +33,6 @@ class VisualQA(UnbuiltTask):
     paper_section = "§4.3"
     headline_task = "visual_question_answering"
     builds_in = _SCENES
-    targets = {}
-
-
-class TextQA(UnbuiltTask):
-    name = "textqa"
-    label_format = "span"
-    truth_metric = "f1"
-    truth_metric_label = "SQuAD F1 after fine-tuning"
-    paper_section = "§4.4"
-    headline_task = "text_question_answering"
-    builds_in = " (issue 12: extractive QA on Python's documentation)"
     targets = {}
 
 
