@@ -158,7 +158,7 @@ def test_a_changed_raw_file_is_not_the_pinned_one(files, tmp_path):
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
     pydoc_qa.load_raw(tmp_path)
-    (tmp_path / "unanswerable_test.json").write_bytes(files["null_test.json"] + b" ")
+    (tmp_path / "unanswerable_test.json").write_bytes(files["unanswerable_test.json"] + b" ")
     with pytest.raises(
         pydoc_qa.RawDataError, match="unanswerable_test.json is not the pinned.*3.11.7"
     ):
