@@ -176,11 +176,18 @@ def _claim(wins, headline: Mapping[str, float], speed: Mapping[str, float]) -> l
         else:
             judged = "is not settled by this benchmark: the interval of the mean difference holds 0"
         lines.append(f"* {wins.text}. The paper's claim (EMMS ranks better) {judged}.")
-    lines.append(
-        f"* Relative gain of the mean weighted tau, as the abstract defines it: "
-        f"{headline['gain_run']:+.1f} % here against {headline['gain_paper']:+.1f} % in the "
-        "paper."
-    )
+    if np.isfinite(headline["gain_run"]):
+        lines.append(
+            f"* Relative gain of the mean weighted tau, as the abstract defines it: "
+            f"{headline['gain_run']:+.1f} % here against {headline['gain_paper']:+.1f} % in "
+            "the paper."
+        )
+    else:
+        lines.append(
+            "* No relative gain is given here: LogME (F-label)'s mean weighted tau is not "
+            "above zero, and a percentage of a baseline that ranks no better than chance "
+            f"means nothing the paper's {headline['gain_paper']:+.1f} % means."
+        )
     if speed:
         lines.append(
             f"* Speed: EMMS is {speed['speedup']:.1f}× faster than LogME (F-label) here "

@@ -353,7 +353,9 @@ def headline(
     )
     # gain of the mean tau over datasets (a mean of per-dataset ratios explodes near 0)
     base = tau["logme_flabel"].mean()
-    gain = (tau["emms"].mean() - base) / abs(base)
+    # a relative gain over a baseline that ranks no better than chance (mean tau <= 0)
+    # has no meaning the paper's percentages share: it is left out (NaN), not inflated
+    gain = (tau["emms"].mean() - base) / base if base > 0 else float("nan")
     if speed is None:  # one call each: indicative only
         seconds = scores.groupby("method")["seconds"].sum()
         speed = {"speedup": float(seconds["logme_flabel"] / seconds["emms"])}

@@ -637,8 +637,9 @@ class ReportSession:
         }
         head = self.head.set_index("quantity").iloc[:, -1]
         metrics["headline"]["paper row"] = self.task.headline_task
-        metrics["headline"]["gain in mean weighted tau over LogME (F-label), %"] = round(
-            float(head.iloc[0]), 6
+        gain = float(head.iloc[0])
+        metrics["headline"]["gain in mean weighted tau over LogME (F-label), %"] = (
+            round(gain, 6) if np.isfinite(gain) else None  # None: LogME (F-label) tau <= 0
         )
         metrics["wallclock"] = {  # provenance: not compared, read by the summary report
             "speed-up over LogME (F-label)": dict(self.speed or {}),
