@@ -153,8 +153,12 @@ class SummarySession:
             for key, label in PAIRS.items()
             if (wins := self.metrics[task].get("paired", {}).get(key)) is not None
         ]
-        self.paired_table = pd.DataFrame(rows)
+        columns = ["task", "comparison", "wins", "clear_wins", "clear_losses", "targets"]
+        self.paired_table = pd.DataFrame(rows, columns=[*columns, "mean", "low", "high"])
         self.save_table(self.paired_table, "paired")
+        if self.paired_table.empty:  # zoos under MIN_MODELS_FOR_SPREAD have no intervals
+            show("No task has a paired comparison with an interval (zoos of 5+ models).")
+            return
         shown = pd.DataFrame(
             {
                 "task": self.paired_table.task,

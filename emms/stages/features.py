@@ -60,6 +60,8 @@ def run(task, params, root=".") -> None:
     paths = TaskPaths(task.name, root)
     block = params.task(task.name)
     pairs = [(model, target) for model in block.models for target in block.data.targets]
+    for target in block.data.targets:  # a missing input stops here, before any progress bar
+        task.load_target(paths, target)
     with record_time(paths, "features"):
         scheduler = os.environ.get(DASK_VARIABLE)
         if not scheduler:
