@@ -70,11 +70,9 @@ class TaskEntry(_Block):
     )
 
 
-class DataParams(_Block):
-    image_size: int = Field(
-        32, ge=8, le=256, description="side of the model input (digits are 8x8, upscaled)"
-    )
-    seed: Seed = Field(0, description="train/test split, corruption and low-shot draws")
+class _TargetsBlock(_Block):
+    """A task's ``data`` block: its targets, always a list (every task's data has them)."""
+
     targets: list[str] = Field(min_length=1, description="target datasets, in report order")
 
     @field_validator("targets", mode="before")
@@ -83,6 +81,13 @@ class DataParams(_Block):
         if isinstance(value, str):
             raise ValueError(f"must be a list of target names, e.g. [{value}]")
         return value
+
+
+class DataParams(_TargetsBlock):
+    image_size: int = Field(
+        32, ge=8, le=256, description="side of the model input (digits are 8x8, upscaled)"
+    )
+    seed: Seed = Field(0, description="train/test split, corruption and low-shot draws")
 
 
 class ZooParams(_Block):
@@ -136,16 +141,20 @@ class FlabelsParams(_Block):
         return value
 
 
-class RecognitionParams(_Block):
+class _TaskBlock(_Block):
+    """What every task's block has: a ``zoo`` whose entries are named."""
+
+    @property
+    def models(self) -> list[str]:
+        return [entry["name"] for entry in self.zoo.models]
+
+
+class RecognitionParams(_TaskBlock):
     data: DataParams
     zoo: ZooParams
     finetune: FinetuneParams
     features: FeaturesParams
     flabels: FlabelsParams
-
-    @property
-    def models(self) -> list[str]:
-        return [entry["name"] for entry in self.zoo.models]
 
 
 class ComputeParams(_Block):
@@ -157,27 +166,16 @@ class ComputeParams(_Block):
     )
 
 
-class TextQADataParams(_Block):
+class TextQADataParams(_TargetsBlock):
     seed: Seed = Field(0, description="draw of the questions from the pinned files")
-    targets: list[str] = Field(min_length=1, description="target datasets, in report order")
     n_train: PositiveInt = Field(description="training questions per target (fine-tuning)")
     n_test: PositiveInt = Field(description="test questions per target (unseen topics)")
 
-    @field_validator("targets", mode="before")
-    @classmethod
-    def _a_list(cls, value):
-        return DataParams._a_list(value)
 
-
-class TextZooParams(_Block):
+class TextZooParams(ZooParams):
     models: list[dict[str, Any]] = Field(
         min_length=3, description="one recipe per model (emms/models/text_zoo.py TextRecipe)"
     )
-
-    @field_validator("models")
-    @classmethod
-    def _unique_names(cls, value):
-        return ZooParams._unique_names(value)
 
     def recipes(self):
         """The validated recipes (:class:`emms.models.text_zoo.TextRecipe`)."""
@@ -212,16 +210,12 @@ class TextFlabelsParams(_Block):
     )
 
 
-class TextQAParams(_Block):
+class TextQAParams(_TaskBlock):
     data: TextQADataParams
     zoo: TextZooParams
     finetune: TextFinetuneParams
     features: FeaturesParams
     flabels: TextFlabelsParams
-
-    @property
-    def models(self) -> list[str]:
-        return [entry["name"] for entry in self.zoo.models]
 
 
 class EvaluationParams(_Block):

@@ -109,12 +109,14 @@ def test_causal_encoder_pools_the_same_with_or_without_padding(tmp_path):
 
     printable = [chr(c) for c in range(33, 127)]
     vocab = {c: i for i, c in enumerate(printable)} | {"Ġ": 94, "<|endoftext|>": 95}
-    GPT2Tokenizer(vocab=vocab, merges=[]).save_pretrained(tmp_path)
+    # saved padding on the left, as some GPT-2 tokenizer configs are: the encoder must undo it
+    GPT2Tokenizer(vocab=vocab, merges=[], padding_side="left").save_pretrained(tmp_path)
     torch.manual_seed(0)
     GPT2Model(
         GPT2Config(vocab_size=96, n_embd=16, n_layer=1, n_head=2, n_positions=64)
     ).save_pretrained(tmp_path)
     encoder = TransformerTextEncoder("tiny-gpt2", tmp_path)
+    assert encoder.tokenizer.padding_side == "right"
     alone = encoder.encode(["seven"])
     padded = encoder.encode(["seven", "a much longer text of words"])[:1]
     np.testing.assert_allclose(alone, padded, atol=1e-5)

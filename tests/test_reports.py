@@ -258,3 +258,80 @@ def test_tables_are_whole_without_index_and_carry_the_layout_class():
     assert "emms-table-" in html and long.strip() in html
     assert "<th>dataset</th>" not in html  # no stray header from the columns' name
     assert html_problems(html) == []
+
+
+def test_summary_reads_gain_taus_and_paired_wins_from_every_task(tmp_path, monkeypatch):
+    """The cross-task summary (reports/summary.html) from two synthetic metrics files: the
+    paper's five rows, each built task's gain, mean taus and speed-up, its per-target
+    taus and its paired comparisons; a task without a gain (LogME (F-label) tau <= 0)
+    shows none."""
+    import json
+    import shutil
+
+    import yaml
+
+    from emms.reports import summary as summary_module
+    from emms.reports.summary import SummarySession
+
+    shown = []
+    monkeypatch.setattr(summary_module, "show", lambda *items: shown.extend(items))
+    root = Path(__file__).resolve().parents[1]
+    params = yaml.safe_load((root / "tests" / "data" / "params-tiny.yaml").read_text())
+    text = yaml.safe_load((root / "tests" / "data" / "params-tiny-textqa.yaml").read_text())
+    params["tasks"].update(text["tasks"])
+    params["textqa"] = text["textqa"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    shutil.copytree(root / "data" / "reference", tmp_path / "data" / "reference")
+    wins = {"wins": 2, "clear_wins": 1, "clear_losses": 0, "targets": 2}
+
+    def metrics(gain, taus, mean):
+        out = {"intervals": {}, "truth": {}}
+        for target, (emms, logme) in taus.items():
+            out[target] = {
+                "emms": {"weighted_tau": emms},
+                "logme_flabel": {"weighted_tau": logme},
+            }
+            out["intervals"][target] = {
+                "emms": {"weighted_tau": [emms - 0.1, emms + 0.1]},
+                "logme_flabel": {"weighted_tau": [logme - 0.1, logme + 0.1]},
+            }
+            out["truth"][target] = {"a": {}, "b": {}}
+        out["_truth_range_over_seed_std"] = dict.fromkeys(taus, 9.0)
+        out["_truth_split_seed_reliability"] = dict.fromkeys(taus, 0.9)
+        out["headline"] = {"gain in mean weighted tau over LogME (F-label), %": gain}
+        interval = {"mean": mean, "low": mean - 0.2, "high": mean + 0.2}
+        out["paired"] = {"emms - logme_flabel": {**wins, **interval}}
+        speed = {"speedup": 20.0, "low": 15.0, "high": 25.0}
+        out["wallclock"] = {"speed-up over LogME (F-label)": speed}
+        return out
+
+    folder = tmp_path / "reports" / "metrics"
+    folder.mkdir(parents=True)
+    for task, gain, taus, mean in (
+        ("recognition", 12.5, {"d1": (0.9, 0.8), "d2": (0.5, 0.4)}, 0.3),
+        ("textqa", None, {"s": (-0.1, -0.2)}, -0.25),
+    ):
+        (folder / f"{task}.json").write_text(json.dumps(metrics(gain, taus, mean)))
+    summary = SummarySession(tmp_path / "out", tmp_path)
+    summary.headline()
+    summary.taus()
+    summary.paired()
+    summary.discussion()
+    head = pd.read_csv(tmp_path / "out" / "tables" / "headline.csv").set_index("experiment")
+    assert len(head) == 5
+    assert head.loc["recognition (§4.1)", "embedded: gain, %"] == 12.5
+    assert (
+        head.loc["recognition (§4.1)", "embedded: mean tau, EMMS / LogME (F-label)"]
+        == "+0.700 / +0.600"
+    )
+    assert np.isnan(head.loc["textqa (§4.4)", "embedded: gain, %"])
+    assert head.loc["textqa (§4.4)", "embedded: speed-up, x"] == 20.0
+    assert head.loc["vqa (§4.3)", "embedded targets"] == "not built yet"
+    tau = pd.read_csv(tmp_path / "out" / "tables" / "weighted_tau.csv")
+    assert len(tau) == 6 and tau.set_index(["target", "method"]).loc[("d2", "emms"), "low"] == 0.4
+    paired = pd.read_csv(tmp_path / "out" / "tables" / "paired.csv").set_index("task")
+    assert paired.loc["recognition", "mean"] == 0.3
+    assert paired.loc["textqa", "high"] == pytest.approx(-0.05)
+    text = shown[-1]  # the discussion's sentences
+    assert "EMMS − LogME (F-label) wins 2 of 2 targets" in text and "clearly positive" in text
+    assert "clearly negative" in text

@@ -172,7 +172,7 @@ def _truth(values):
 
 
 def test_split_seed_reliability_compares_every_split_of_the_seeds():
-    from emms.reports.experiment import secondary_truth, split_seed_taus
+    from emms.reports.experiment import secondary_truth, split_seed_reliability, split_seed_taus
 
     consistent = _truth({"a": [10, 11, 12], "b": [20, 21, 22], "c": [30, 31, 32], "d": [5, 6, 4]})
     table = split_seed_taus(consistent, "f1")
@@ -183,6 +183,9 @@ def test_split_seed_reliability_compares_every_split_of_the_seeds():
     reversed_ = _truth({"a": [1, 1, 10], "b": [2, 2, 8], "c": [3, 3, 6], "d": [4, 4, 5]})
     tau = split_seed_taus(reversed_, "f1").set_index("seeds A")["weighted_tau"]
     assert tau["2"] == pytest.approx(-1.0)
+    # the reliability is the mean over the splits: one split of three reversed
+    reliability = split_seed_reliability(split_seed_taus(reversed_, "f1"))
+    assert reliability["short"] == pytest.approx(tau.mean()) and reliability["short"] < 1
     four = _truth({"a": [1, 2, 3, 4], "b": [5, 6, 7, 8], "c": [9, 9, 9, 9]})
     assert list(split_seed_taus(four, "f1")["seeds A"]) == ["0, 1", "0, 2", "0, 3"]
     extra = secondary_truth(consistent, ["exact_match"]).set_index("model")

@@ -36,7 +36,7 @@ with warnings.catch_warnings(record=True) as _IMPORT_WARNINGS:
     from . import discussion as discussion_text
     from . import experiment, plotting
 
-__all__ = ["ReportSession", "show"]
+__all__ = ["ReportOutputs", "ReportSession", "show"]
 
 _TABLE_IDS = itertools.count()
 
@@ -125,7 +125,28 @@ def _section(method):
     return wrapper
 
 
-class ReportSession:
+class ReportOutputs:
+    """Where a report's tables (CSV + markdown) and figures (PNG + SVG) go: ``self.out``."""
+
+    out: Path
+
+    def save_table(self, frame: pd.DataFrame, name: str, index: bool = False) -> pd.DataFrame:
+        folder = self.out / "tables"
+        atomic_write_text(folder / f"{name}.csv", frame.to_csv(index=index))
+        markdown = frame.to_markdown(index=index, floatfmt=".3f") + "\n"
+        atomic_write_text(folder / f"{name}.md", markdown)
+        return frame
+
+    def save_figure(self, fig, name: str) -> bytes:
+        """Save ``fig`` as PNG and SVG, close it, and return the PNG (to display)."""
+        import matplotlib.pyplot as plt
+
+        paths = plotting.save_figure(fig, self.out / "figures", name)
+        plt.close(fig)
+        return paths[0].read_bytes()
+
+
+class ReportSession(ReportOutputs):
     """The report of one task, written to ``output_dir`` (``figures/``, ``tables/``,
     ``metrics.json``)."""
 
@@ -150,21 +171,16 @@ class ReportSession:
         self.encoders = self.params.check_encoders()
         self.evaluation_params = self.params.evaluation
 
-    # --- saving ---------------------------------------------------------------------------
-    def save_table(self, frame: pd.DataFrame, name: str, index: bool = False) -> pd.DataFrame:
-        folder = self.out / "tables"
-        atomic_write_text(folder / f"{name}.csv", frame.to_csv(index=index))
-        markdown = frame.to_markdown(index=index, floatfmt=".3f") + "\n"
-        atomic_write_text(folder / f"{name}.md", markdown)
-        return frame
+    @functools.cached_property
+    def split_seed_taus(self) -> pd.DataFrame:
+        """The truth ranked by one half of the seeds against the other, every split
+        (computed once: the reproducibility section and the metrics both read it)."""
+        return experiment.split_seed_taus(self.truth_table, self.task.truth_metric)
 
-    def save_figure(self, fig, name: str) -> bytes:
-        """Save ``fig`` as PNG and SVG, close it, and return the PNG (to display)."""
-        import matplotlib.pyplot as plt
-
-        paths = plotting.save_figure(fig, self.out / "figures", name)
-        plt.close(fig)
-        return paths[0].read_bytes()
+    @property
+    def truth_label(self) -> str:
+        """The truth metric as axes name it, e.g. "test accuracy", "SQuAD F1"."""
+        return self.task.truth_metric_label.removesuffix(" after fine-tuning")
 
     # --- sections -------------------------------------------------------------------------
     @_section
@@ -185,8 +201,7 @@ class ReportSession:
         self.spread = self.summary.groupby("dataset")[columns].first()
         self.save_table(self.spread.reset_index(), "truth_spread")
         self.save_table(self.summary[["dataset", "model", "mean", "std", "seeds"]], "truth")
-        label = self.task.truth_metric_label.removesuffix(" after fine-tuning")
-        figure = plotting.plot_truth(self.summary, label, upper=self.task.truth_scale)
+        figure = plotting.plot_truth(self.summary, self.truth_label, upper=self.task.truth_scale)
         show(self.spread.reset_index(), self.save_figure(figure, "truth"))
 
     @_section
@@ -207,9 +222,9 @@ class ReportSession:
         selector's tau), the models another instruction set can reorder, the machine."""
         from .stability import isa_sensitivity
 
-        splits = experiment.split_seed_taus(self.truth_table, self.task.truth_metric)
+        splits = self.split_seed_taus
         self.save_table(splits, "truth_split_seed_tau")
-        reliability = experiment.split_seed_reliability(self.truth_table, self.task.truth_metric)
+        reliability = experiment.split_seed_reliability(splits)
         ceiling = reliability.rename("split-seed weighted tau").reset_index()
         ceiling = ceiling.rename(columns={"index": "dataset"})
         self.save_table(ceiling, "truth_reliability")
@@ -256,39 +271,23 @@ class ReportSession:
 
     @_section
     def datasets_table(self) -> None:
-        if self.task.label_format != "class":
-            show(self._text_datasets_table())
-            return
-        show(
-            pd.DataFrame(
-                [
-                    {
-                        "dataset": d,
-                        "N (train)": len(x.features[self.models[0]]),
-                        "classes": len(x.class_names or []),
-                        "class names": ", ".join(x.class_names or []),
-                    }
-                    for d, x in self.inputs.items()
-                ]
-            )
-        )
-
-    def _text_datasets_table(self) -> pd.DataFrame:
+        """Every target: its size, what it is and one F-label text (and, for class
+        labels, the classes)."""
         rows = []
         for dataset in self.targets:
             target = self.task.load_target(self.paths, dataset)
-            texts = self.task.label_texts(self.block, target)
-            rows.append(
-                {
-                    "dataset": dataset,
-                    "N (train)": len(target.train_labels),
-                    "N (test)": len(target.test_labels),
-                    "labels": self.task.label_format,
-                    "what it is": target.description,
-                    "an F-label text": texts[0],
-                }
-            )
-        return pd.DataFrame(rows)
+            row = {
+                "dataset": dataset,
+                "N (train)": len(target.train_labels),
+                "N (test)": len(target.test_labels),
+                "what it is": target.description,
+                "an F-label text": self.task.label_texts(self.block, target)[0],
+            }
+            if target.class_names:
+                row["classes"] = len(target.class_names)
+                row["class names"] = ", ".join(target.class_names)
+            rows.append(row)
+        show(pd.DataFrame(rows))
 
     @_section
     def sample_size(self) -> None:
@@ -405,10 +404,9 @@ class ReportSession:
 
     @_section
     def scores_vs_truth(self, methods=("emms", "logme_flabel")) -> None:
-        label = self.task.truth_metric_label.removesuffix(" after fine-tuning")
-        if self.task.label_format == "class":
-            label = "fine-tuned accuracy"
-        fig = plotting.plot_scores_vs_truth(self.scores, self.summary, list(methods), label)
+        fig = plotting.plot_scores_vs_truth(
+            self.scores, self.summary, list(methods), f"fine-tuned {self.truth_label}"
+        )
         show(self.save_figure(fig, "scores_vs_truth"))
 
     @_section
@@ -617,7 +615,7 @@ class ReportSession:
         metrics["_truth_range_over_seed_std"] = {
             d: round(float(v), 3) for d, v in self.spread["range_over_seed_std"].items()
         }
-        reliability = experiment.split_seed_reliability(self.truth_table, self.task.truth_metric)
+        reliability = experiment.split_seed_reliability(self.split_seed_taus)
         metrics["_truth_split_seed_reliability"] = {
             d: round(float(v), 6) for d, v in reliability.items()
         }
@@ -636,14 +634,12 @@ class ReportSession:
             if wins is not None
         }
         head = self.head.set_index("quantity").iloc[:, -1]
-        metrics["headline"]["paper row"] = self.task.headline_task
         gain = float(head.iloc[0])
         metrics["headline"]["gain in mean weighted tau over LogME (F-label), %"] = (
             round(gain, 6) if np.isfinite(gain) else None  # None: LogME (F-label) tau <= 0
         )
         metrics["wallclock"] = {  # provenance: not compared, read by the summary report
             "speed-up over LogME (F-label)": dict(self.speed or {}),
-            "label": self.task.paper_scale,
         }
         metrics["machine"] = machine_info()
         atomic_write_text(

@@ -23,7 +23,7 @@ from emms.selectors.registry import SELECTORS
 from emms.tasks import TASKS, get_task
 
 from . import plotting
-from .session import REFERENCE, _section, show
+from .session import REFERENCE, ReportOutputs, _section, show
 
 __all__ = ["SummarySession"]
 
@@ -45,7 +45,7 @@ def _interval(value: float, low: float, high: float) -> str:
     return f"{value:+.3f} [{low:+.3f}, {high:+.3f}]"
 
 
-class SummarySession:
+class SummarySession(ReportOutputs):
     """The cross-task summary, written to ``output_dir`` (``figures/``, ``tables/``)."""
 
     def __init__(self, output_dir: str | Path, root: str | Path = "."):
@@ -61,25 +61,12 @@ class SummarySession:
             self.metrics[task] = json.loads(path.read_text())
         self.reference = pd.read_csv(self.root / REFERENCE / "headline.csv").set_index("task")
 
-    def save_table(self, frame: pd.DataFrame, name: str) -> pd.DataFrame:
-        from emms.cache import atomic_write_text
-
-        atomic_write_text(self.out / "tables" / f"{name}.csv", frame.to_csv(index=False))
-        return frame
-
-    def save_figure(self, fig, name: str) -> bytes:
-        import matplotlib.pyplot as plt
-
-        paths = plotting.save_figure(fig, self.out / "figures", name)
-        plt.close(fig)
-        return paths[0].read_bytes()
-
     # --- sections -------------------------------------------------------------------------
     @_section
     def headline(self) -> None:
         """The paper's five headline rows beside this run's, task by task."""
         rows = []
-        built = {self.metrics[t]["headline"]["paper row"]: t for t in self.tasks}
+        built = {get_task(t).headline_task: t for t in self.tasks}
         for name in TASKS:
             task = get_task(name)
             paper = self.reference.loc[task.headline_task]

@@ -31,50 +31,46 @@ class SchedulerError(ValueError):
     """``EMMS_DASK`` names no usable scheduler."""
 
 
-def extract_pair(task_name: str, params, model: str, target_name: str, root=".") -> str:
-    """Features (and source probabilities) of one model on one target, cached; returns
-    the features path. Self-contained, so that a Dask worker can run it."""
-    from emms.tasks import get_task
-
-    task = get_task(task_name)
+def extract_pair(task, params, model: str, target, root=".") -> str:
+    """Features (and source probabilities) of one model on one loaded target
+    (:class:`~emms.tasks.base.TargetData`), cached; returns the features path.
+    Self-contained, so that a Dask worker can run it."""
     paths = TaskPaths(task.name, root)
     block = params.task(task.name)
     configure_torch(params.compute)
-    target = task.load_target(paths, target_name)
     entry = next(e for e in block.zoo.models if e["name"] == model)
     meta = {
         "task": task.name,
         "model": model,
         "recipe": fingerprint(entry),
-        "dataset": target_name,
+        "dataset": target.name,
         "split": "train",
     }
     outputs = task.model_outputs(block, paths, model, target)
-    save_array(paths.features(target_name, model), outputs["features"], **meta)
+    save_array(paths.features(target.name, model), outputs["features"], **meta)
     if task.has_source_probs:
-        save_array(paths.source_probs(target_name, model), outputs["source_probs"], **meta)
-    return str(paths.features(target_name, model))
+        save_array(paths.source_probs(target.name, model), outputs["source_probs"], **meta)
+    return str(paths.features(target.name, model))
 
 
 def run(task, params, root=".") -> None:
     paths = TaskPaths(task.name, root)
     block = params.task(task.name)
-    pairs = [(model, target) for model in block.models for target in block.data.targets]
-    for target in block.data.targets:  # a missing input stops here, before any progress bar
-        task.load_target(paths, target)
+    # each target read once (a missing input stops here, before any progress bar)
+    targets = [task.load_target(paths, name) for name in block.data.targets]
+    pairs = [(model, target) for model in block.models for target in targets]
     with record_time(paths, "features"):
         scheduler = os.environ.get(DASK_VARIABLE)
         if not scheduler:
             for model, target in tqdm(pairs, desc="features"):
-                extract_pair(task.name, params, model, target, root)
+                extract_pair(task, params, model, target, root)
             return
         with dask_client(scheduler) as client:
             from distributed import as_completed
 
             root = os.path.abspath(root)
             futures = [
-                client.submit(extract_pair, task.name, params, m, t, root, pure=False)
-                for m, t in pairs
+                client.submit(extract_pair, task, params, m, t, root, pure=False) for m, t in pairs
             ]
             for future in tqdm(as_completed(futures), total=len(futures), desc="features"):
                 future.result()  # re-raises a worker's error here, naming the pair's input

@@ -29,10 +29,6 @@ def _values(task, value) -> list[float]:
     return values
 
 
-def _job(task, block, paths, model, target, seed):
-    return task.finetune(block, paths, model, target, seed)
-
-
 def run(task, params, root=".") -> None:
     paths = TaskPaths(task.name, root)
     block = params.task(task.name)
@@ -50,12 +46,13 @@ def run(task, params, root=".") -> None:
             context = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(workers, mp_context=context) as pool:
                 futures = [
-                    pool.submit(_job, task, block, paths, model, targets[target], seed)
+                    pool.submit(task.finetune, block, paths, model, targets[target], seed)
                     for target, model, seed in jobs
                 ]
+                values = []
                 for job, future in zip(jobs, futures, strict=True):
-                    tqdm.write(f"{job}: {future.result()}")  # progress, in job order
-                values = [f.result() for f in futures]
+                    values.append(future.result())
+                    tqdm.write(f"{job}: {values[-1]}")  # progress, in job order
         else:
             values = [
                 task.finetune(block, paths, model, targets[target], seed)

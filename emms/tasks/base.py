@@ -199,6 +199,17 @@ class Task(ABC):
         """``truth`` stage: fine-tune one model on one target; the truth metric (a float),
         or a mapping from every metric column of :attr:`truth_columns` to its value."""
 
+    def _target_meta(self, paths, target: str) -> dict:
+        """``meta.json`` of a processed target, or the stage that writes it."""
+        import json
+
+        from emms.cache import CacheError
+
+        path = paths.processed_target(target) / "meta.json"
+        if not path.is_file():
+            raise CacheError(f"{path} is missing; run `dvc repro data@{self.name}`.")
+        return json.loads(path.read_text())
+
     def truth_workers(self, params) -> int:
         """How many processes the ``truth`` stage may fine-tune in (default 1)."""
         return 1

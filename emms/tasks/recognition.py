@@ -17,7 +17,7 @@ import json
 
 import numpy as np
 
-from emms.cache import CacheError, atomic_write_text, load_array, save_array
+from emms.cache import atomic_write_text, load_array, save_array
 
 from .base import TargetData, Task
 
@@ -77,10 +77,7 @@ class Recognition(Task):
 
     def load_target(self, paths, target: str) -> TargetData:
         folder = paths.processed_target(target)
-        meta_path = folder / "meta.json"
-        if not meta_path.is_file():
-            raise CacheError(f"{meta_path} is missing; run `dvc repro data@{self.name}`.")
-        meta = json.loads(meta_path.read_text())
+        meta = self._target_meta(paths, target)
         arrays = {
             f"{split}_{kind}": load_array(
                 folder / f"{split}_{kind}.npy", expect={"dataset": target, "split": split}

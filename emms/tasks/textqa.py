@@ -103,10 +103,7 @@ class TextQA(Task):
         from emms.datasets.squad import read_squad
 
         folder = paths.processed_target(target)
-        meta_path = folder / "meta.json"
-        if not meta_path.is_file():
-            raise CacheError(f"{meta_path} is missing; run `dvc repro data@{self.name}`.")
-        meta = json.loads(meta_path.read_text())
+        meta = self._target_meta(paths, target)
         train, test = read_squad(folder / "train.json"), read_squad(folder / "test.json")
         return TargetData(
             name=target,
