@@ -10,15 +10,16 @@ run (the committed ``cache/TASK/truth.csv``):
     avx2       ATEN_CPU_CAPABILITY=avx2    ONEDNN_MAX_CPU_ISA=AVX2   MKL_ENABLE_INSTRUCTIONS=AVX2
     default    ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41  MKL_ENABLE_INSTRUCTIONS=SSE4_2
 
-It writes ``benchmarks/results/isa_envelope.{json,md}``: per model the change of the mean
-over seeds against the native run, next to the seed standard deviation. The largest change
-is what ``evaluation.isa_allowance`` in params.yaml must cover (tests/test_envelope.py
-checks that it does).
+It writes ``benchmarks/results/isa_envelope-TASK.{json,md}``: per model the change of the
+mean over seeds against the native run, next to the seed standard deviation. The largest
+change, in the task's truth metric, is what ``evaluation.isa_allowance.TASK`` in
+params.yaml must cover (tests/test_envelope.py checks that it does for every task).
 
     python benchmarks/isa_envelope.py [--task recognition] [--settings avx2 default]
-    python benchmarks/isa_envelope.py --summarise-only   # re-derive the tables from the JSON
+    python benchmarks/isa_envelope.py --task textqa --summarise-only  # tables from the JSON
 
-About 5 minutes per setting for recognition on 2 cores (zoo + truth stages).
+About 5 minutes per setting for recognition on 2 cores (zoo + truth stages); text QA
+about 15 (zoo ~4 min, 48 fine-tunes).
 """
 
 from __future__ import annotations
@@ -83,6 +84,10 @@ def _truth_under(setting: str, task: str) -> pd.DataFrame:
         return table
 
 
+def result_path(task: str, suffix: str) -> Path:
+    return ROOT / "benchmarks" / "results" / f"isa_envelope-{task}.{suffix}"
+
+
 def summarise(native: pd.DataFrame, others: list[pd.DataFrame], metric: str) -> pd.DataFrame:
     """Per (setting, dataset, model): the change of the seed mean against native, and the
     native seed std."""
@@ -115,13 +120,12 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--summarise-only", action="store_true")
     args = parser.parse_args()
-    out = ROOT / "benchmarks" / "results"
     if args.summarise_only:
-        record = json.loads((out / "isa_envelope.json").read_text())
+        record = json.loads(result_path(args.task, "json").read_text())
         frame = pd.DataFrame(record["rows"]).drop(columns=["|change| / seed std"])
         unit = frame.groupby(["setting", "dataset"])["native seed std"].transform("mean")
         frame["|change| / seed std"] = frame["change"].abs() / unit
-        _write(record, frame, out)
+        _write(record, frame)
         return
 
     from emms.tasks import get_task
@@ -130,22 +134,22 @@ def main() -> None:
     others = [_truth_under(setting, args.task) for setting in args.settings]
     native = pd.read_csv(ROOT / "cache" / args.task / "truth.csv")  # the committed run
     frame = summarise(native, others, metric)
-    out.mkdir(parents=True, exist_ok=True)
+    result_path(args.task, "json").parent.mkdir(parents=True, exist_ok=True)
     record = {
         "task": args.task,
         "date": datetime.date.today().isoformat(),
         "machine": machine_info(),
         "seeds": sorted(int(s) for s in native["seed"].unique()),
     }
-    _write(record, frame, out)
+    _write(record, frame)
 
 
-def _write(record: dict, frame: pd.DataFrame, out: Path) -> None:
+def _write(record: dict, frame: pd.DataFrame) -> None:
     largest = float(frame["change"].abs().max())
     record["largest_change"] = round(largest, 6)
     record["largest_change_over_seed_std"] = round(float(frame["|change| / seed std"].max()), 3)
     record["rows"] = json.loads(frame.round(6).to_json(orient="records"))
-    (out / "isa_envelope.json").write_text(json.dumps(record, indent=2) + "\n")
+    result_path(record["task"], "json").write_text(json.dumps(record, indent=2) + "\n")
     buffer = io.StringIO()
     buffer.write(
         f"Task {record['task']}; zoo and truth retrained from scratch per setting; "
@@ -155,7 +159,7 @@ def _write(record: dict, frame: pd.DataFrame, out: Path) -> None:
         f"({record['largest_change_over_seed_std']:.1f} times the dataset's mean seed std).\n\n"
     )
     buffer.write(frame.round(4).to_markdown(index=False) + "\n")
-    (out / "isa_envelope.md").write_text(buffer.getvalue())
+    result_path(record["task"], "md").write_text(buffer.getvalue())
     print(buffer.getvalue())
 
 

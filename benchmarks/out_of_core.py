@@ -98,6 +98,7 @@ def main(argv=None):
         return phase(args.phase, args.dir, args.block_rows)
 
     args.dir.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()[0]  # other jobs on the machine, said in the results
     try:
         start = time.perf_counter()
         write_inputs(args.dir, args.n, args.d, args.width, args.k)
@@ -124,7 +125,7 @@ def main(argv=None):
         f"{size / 1e9:.1f} GB (written by a streaming generator in {written:.0f} s), block "
         f"rows {args.block_rows}; machine {platform.machine()}, {os.cpu_count()} cores, "
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM, "
-        "shared with other jobs, run under nice; "
+        f"load average (1 min) {load_before:.2f} before and {os.getloadavg()[0]:.2f} after; "
         f"{datetime.datetime.now(datetime.UTC).isoformat(timespec='minutes')} UTC.",
         "",
         "| pass | seconds | peak RSS (MiB) | result |",

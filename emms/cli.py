@@ -23,6 +23,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -78,10 +79,17 @@ def _envelope(paths: list[str], params_path: str) -> int:
     from .params import load_params
     from .reports.envelope import check_envelope
 
-    allowance = load_params(params_path).evaluation.isa_allowance
+    allowances = load_params(params_path).evaluation.isa_allowance
     status = 0
     for path in paths:
-        result = check_envelope(_read_json(path), _committed_json(path), isa_allowance=allowance)
+        fresh = _read_json(path)
+        task = Path(path).stem  # reports/metrics/TASK.json
+        if task not in allowances:
+            raise UsageError(
+                f"{path}: evaluation.isa_allowance in {params_path} has no value for task "
+                f"{task!r}; measure it with `python benchmarks/isa_envelope.py --task {task}`."
+            )
+        result = check_envelope(fresh, _committed_json(path), isa_allowance=allowances[task])
         print(f"{path}: {result.checked} checks within the envelope", end="")
         print(f", {len(result.problems)} outside" if result.problems else "")
         for line in result.problems:

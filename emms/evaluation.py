@@ -63,6 +63,7 @@ __all__ = [
     "METRICS",
     "evaluate_ranking",
     "paired_tau_difference",
+    "relative_gain",
     "summarise_wins",
 ]
 
@@ -364,6 +365,17 @@ class PairedDifference:
 
     def __str__(self) -> str:
         return f"{self.value:+.3f} ± {self.std:.3f} [{self.low:+.3f}, {self.high:+.3f}]"
+
+
+def relative_gain(value: float, baseline: float) -> float:
+    """``(value - baseline) / baseline``, the paper's headline comparison (abstract: "EMMS
+    ... gains of 9.0 % ... over LogME"), applied to mean weighted taus.
+
+    NaN when ``baseline <= 0``: a relative gain over a baseline that ranks no better than
+    chance has no meaning the paper's percentages share (it would grow without bound as
+    the baseline nears 0 and flip sign below it), so it is left out, not inflated.
+    """
+    return (value - baseline) / baseline if baseline > 0 else float("nan")
 
 
 def paired_tau_difference(

@@ -221,11 +221,11 @@ class TextQAParams(_TaskBlock):
 class EvaluationParams(_Block):
     n_boot: PositiveInt = Field(1000, description="bootstrap resamples of the zoo per tau")
     seed: Seed = Field(0, description="seed of the bootstrap")
-    isa_allowance: float = Field(
-        ge=0,
-        le=1,
-        description="largest change of a model's truth another instruction set caused "
-        "(benchmarks/isa_envelope.py); part of the from-scratch envelope",
+    isa_allowance: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        min_length=1,
+        description="per task, in its truth metric: the largest change of a model's truth "
+        "another instruction set caused (benchmarks/isa_envelope.py --task TASK); part of "
+        "the from-scratch envelope",
     )
 
 
@@ -327,6 +327,11 @@ def load_params(path: str | os.PathLike = "params.yaml") -> Params:
             )
         if getattr(params, name) is None:
             raise ParamsError(f"{path}: tasks names {name!r} but there is no `{name}:` block.")
+        if name not in params.evaluation.isa_allowance:
+            raise ParamsError(
+                f"{path}: evaluation.isa_allowance has no value for task {name!r}; measure "
+                f"it with `python benchmarks/isa_envelope.py --task {name}`."
+            )
     from emms.tasks import get_task
 
     for name in params.tasks:

@@ -80,6 +80,13 @@ def test_cli_missing_metrics_and_processed_data(capsys, project):
     assert "dvc repro data@recognition" in err
 
 
+def test_cli_envelope_of_a_task_without_an_allowance(capsys, project):
+    (project / "reports" / "metrics").mkdir(parents=True)
+    (project / "reports" / "metrics" / "textqa.json").write_text("{}")
+    err = _fails(capsys, ["compare-envelope", "reports/metrics/textqa.json"], "'textqa'", project)
+    assert "isa_allowance" in err and "isa_envelope.py --task textqa" in err
+
+
 def test_cli_corrupt_raw_data_stops_with_the_fix(capsys, project):
     from emms.datasets.digits import materialize_raw
 

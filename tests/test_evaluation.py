@@ -290,3 +290,12 @@ def test_summarise_wins_of_a_perfect_selector_excludes_zero():
     assert summary.wins == 3 and summary.low > 0
     with pytest.raises(InputError, match="differences is empty"):
         summarise_wins([])
+
+
+def test_relative_gain_is_the_papers_ratio_and_undefined_over_a_chance_baseline():
+    from emms.evaluation import relative_gain
+
+    assert relative_gain(0.545, 0.5) == pytest.approx(0.09)  # the paper's +9.0 % shape
+    assert relative_gain(0.3, 0.4) == pytest.approx(-0.25)
+    for baseline in (0.0, -0.14, -1.0):  # text QA's LogME (F-label) ranked below chance
+        assert np.isnan(relative_gain(0.1, baseline))

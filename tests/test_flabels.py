@@ -123,3 +123,22 @@ def test_causal_encoder_pools_the_same_with_or_without_padding(tmp_path):
     encoder.tokenizer.padding_side = "left"  # what the release's pooling would meet
     shifted = encoder.encode(["seven", "a much longer text of words"])[:1]
     assert np.abs(shifted - alone).max() > 1e-3
+
+
+def test_texts_longer_than_the_position_table_are_truncated_not_an_index_error(tmp_path):
+    import torch
+    from transformers import GPT2Config, GPT2Model, GPT2Tokenizer
+
+    printable = [chr(c) for c in range(33, 127)]
+    vocab = {c: i for i, c in enumerate(printable)} | {"Ġ": 94, "<|endoftext|>": 95}
+    GPT2Tokenizer(vocab=vocab, merges=[]).save_pretrained(tmp_path)
+    torch.manual_seed(0)
+    GPT2Model(
+        GPT2Config(vocab_size=96, n_embd=16, n_layer=1, n_head=2, n_positions=16)
+    ).save_pretrained(tmp_path)
+    encoder = TransformerTextEncoder("tiny-gpt2", tmp_path)  # max_length 128 asked
+    assert encoder.max_length == 16
+    long_text = "abcdefghijklmnopqrstuvwxyz"  # one token per character: 26 > 16 positions
+    np.testing.assert_allclose(
+        encoder.encode([long_text]), encoder.encode([long_text[:16]]), atol=1e-6
+    )

@@ -68,6 +68,12 @@ def _set(value, *keys):
         (_set("a {label}", "recognition", "flabels", "template"), r"must contain '\{name\}'"),
         (_set(1, "recognition", "finetune", "lrr"), r"finetune\.lrr is not a known key"),
         (_set(["minilm", "minilm"], "encoders"), r"repeats an encoder"),
+        (
+            _set({"textqa": 5.0}, "evaluation", "isa_allowance"),
+            r"isa_allowance has no value for task 'recognition'.*isa_envelope\.py --task recog",
+        ),
+        (_set(0.14, "evaluation", "isa_allowance"), r"isa_allowance = 0\.14: .*dictionary"),
+        (_set({"recognition": -1}, "evaluation", "isa_allowance"), r"greater than or equal"),
         (_set({}, "tasks"), r"tasks = \{\}"),
         (
             _set(

@@ -280,6 +280,7 @@ def test_summary_reads_gain_taus_and_paired_wins_from_every_task(tmp_path, monke
     text = yaml.safe_load((root / "tests" / "data" / "params-tiny-textqa.yaml").read_text())
     params["tasks"].update(text["tasks"])
     params["textqa"] = text["textqa"]
+    params["evaluation"]["isa_allowance"].update(text["evaluation"]["isa_allowance"])
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     shutil.copytree(root / "data" / "reference", tmp_path / "data" / "reference")
     wins = {"wins": 2, "clear_wins": 1, "clear_losses": 0, "targets": 2}

@@ -137,6 +137,11 @@ class TransformerTextEncoder(TextEncoder):
                 torch.manual_seed(random_init_seed)
                 self.model = AutoModel.from_config(config)
         self.model.eval()
+        # a text longer than the model's position table would index past it (IndexError
+        # deep inside torch): truncate to the shorter of max_length and the table
+        positions = getattr(self.model.config, "max_position_embeddings", None)
+        if positions:
+            self.max_length = min(self.max_length, int(positions))
 
     def _batches(self, texts, batch_size):
         for start in range(0, len(texts), batch_size):

@@ -18,7 +18,14 @@ import torch
 from emms.datasets.squad import QAExample
 from emms.models.text_zoo import encode_examples, load_checkpoint, load_tokenizer
 
-__all__ = ["extract_features"]
+__all__ = ["context_mean", "extract_features"]
+
+
+def context_mean(hidden: torch.Tensor, context_mask: torch.Tensor) -> torch.Tensor:
+    """(B, T, H) hidden states, (B, T) bool context mask -> (B, H): the mean over each
+    row's context tokens (a row without one gives zeros, not NaN)."""
+    mask = context_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
 
 def extract_features(
@@ -37,6 +44,5 @@ def extract_features(
                 attention_mask=batch["attention_mask"],
                 token_type_ids=batch["token_type_ids"],
             ).last_hidden_state
-            mask = batch["context_mask"].unsqueeze(-1).to(hidden.dtype)
-            out.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)).numpy())
+            out.append(context_mean(hidden, batch["context_mask"]).numpy())
     return np.concatenate(out).astype(np.float32, copy=False)

@@ -22,10 +22,13 @@ optional ``run:`` block, overridden by the command line.
     runs float32). bfloat16 keeps float32's exponent range: float16 flushed the ~1e-9
     features of a randomly initialised MobileNetV2 to zero on an H100.
 ``batch_size``, ``num_workers``
-    of the image loader.
+    of the image loader (text QA: questions per batch; no workers).
 ``image_size``
     resize and centre-crop every image to this size instead of the model's own input
     size (a debugging / smoke-test option; recorded in the recipe).
+``max_length``
+    text QA: tokens of ``question [SEP] context`` a model reads (default 384, the usual
+    SQuAD recipe; longer contexts are truncated, see :mod:`emms.paper.text_extract`).
 ``selectors``
     the selectors to score (default: every registered one that applies).
 ``n_boot``
@@ -59,7 +62,8 @@ TASK_LABEL_FORMAT = {
 
 _RUN_KEYS = {
     "datasets", "dataset_options", "max_samples", "sample_seed", "encoders", "encoder_dirs",
-    "template", "precision", "batch_size", "num_workers", "image_size", "selectors", "n_boot",
+    "template", "precision", "batch_size", "num_workers", "image_size", "max_length",
+    "selectors", "n_boot",
 }  # fmt: skip
 
 
@@ -89,6 +93,7 @@ class RunConfig:
     batch_size: int = 64
     num_workers: int = 0
     image_size: int | None = None
+    max_length: int = 384
     selectors: list[str] | None = None
     n_boot: int = 1000
     truth: Path | None = None
@@ -218,6 +223,7 @@ def load_run_config(
         batch_size=int(block.get("batch_size", 64)),
         num_workers=int(block.get("num_workers", 0)),
         image_size=block.get("image_size"),
+        max_length=int(block.get("max_length", 384)),
         selectors=block.get("selectors"),
         n_boot=int(block.get("n_boot", 1000)),
         truth=Path(truth) if truth else None,

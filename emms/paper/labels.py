@@ -1,4 +1,4 @@
-"""F-labels of the paper-scale run: every training label as text (``label_text``),
+"""F-labels of the paper-scale run: every training label as text (:func:`label_texts`),
 embedded by the paper's text encoders, cached per (dataset, encoder) with a sidecar.
 
 The encoders are the classes of :mod:`emms.models.flabels`, built from a local folder:
@@ -25,9 +25,11 @@ from emms.models.flabels import (
     load_encoder,
 )
 from emms.tasks.base import label_text
+from emms.tasks.textqa import NO_ANSWER
 
 from .config import RunConfig
 from .extract import is_finished
+from .text_extract import TOKENIZER_FILES
 
 __all__ = ["encoder_folder", "check_encoder", "build_encoder", "label_texts", "write_flabels"]
 
@@ -54,13 +56,16 @@ def check_encoder(name: str, cfg: RunConfig) -> Path | None:
             return None  # an embedded-benchmark encoder, bundled with the environment
     else:
         folder = encoder_folder(name, cfg)
-    files = _CLIP_FILES if name in _OPEN_CLIP else ("config.json",)
-    if not folder.is_dir() or not any((folder / f).is_file() for f in files):
-        raise EncoderUnavailable(
-            f"F-label encoder {name!r}: no {' or '.join(files)} in {folder}. On a machine "
-            f"with network run `hf download {_hub_id(name)} --local-dir {folder}` and copy "
-            "the folder here (or set run.encoder_dirs in the config)."
-        )
+    # a transformers folder needs its tokenizer too: without one, transformers builds an
+    # empty vocabulary instead of failing, and every label would embed the same
+    needed = [_CLIP_FILES] if name in _OPEN_CLIP else [("config.json",), TOKENIZER_FILES]
+    for files in needed:
+        if not folder.is_dir() or not any((folder / f).is_file() for f in files):
+            raise EncoderUnavailable(
+                f"F-label encoder {name!r}: no {' or '.join(files)} in {folder}. On a "
+                f"machine with network run `hf download {_hub_id(name)} --local-dir "
+                f"{folder}` and copy the folder here (or set run.encoder_dirs in the config)."
+            )
     return folder
 
 
@@ -85,7 +90,19 @@ def encoder_recipe(name: str, cfg: RunConfig) -> str:
 
 
 def label_texts(record, indices: np.ndarray, cfg: RunConfig) -> list[str]:
-    """One text per sampled training image: ``template`` with its class name."""
+    """One text per sampled training item, as the embedded experiments write them
+    (:func:`emms.tasks.base.label_text`): recognition, ``template`` with the class name;
+    text QA, ``Q: question A: answer`` with the first gold answer, or ``no answer`` for
+    SQuAD 2.0's unanswerable questions (the embedded text-QA target's label)."""
+    if cfg.label_format == "span":
+        return [
+            label_text(
+                "span",
+                record.answers[i][0].text if record.answers[i] else NO_ANSWER,
+                question=record.questions[i],
+            )
+            for i in indices
+        ]
     names = list(record.class_names)
     return [
         label_text("class", record.class_ids[i], template=cfg.template, class_names=names)

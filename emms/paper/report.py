@@ -13,19 +13,15 @@ import numpy as np
 import pandas as pd
 
 from emms.cache import atomic_write_text
+from emms.evaluation import relative_gain
 from emms.selectors.registry import SELECTORS
+from emms.tasks import get_task
 
 from .config import RunConfig
 
-__all__ = ["write_report", "HEADLINE_ROW"]
+__all__ = ["write_report"]
 
 _REPO = Path(__file__).resolve().parents[2]
-HEADLINE_ROW = {
-    "recognition": "image_recognition",
-    "captioning": "image_captioning",
-    "vqa": "visual_question_answering",
-    "referring": "referring_expression_comprehension",
-}
 
 
 def _fmt(value: float) -> str:
@@ -64,16 +60,16 @@ def tau_tables(tau: pd.DataFrame) -> dict[str, pd.DataFrame]:
 def _headline(cfg: RunConfig, tau: pd.DataFrame) -> dict[str, Any]:
     means = tau.groupby("selector")["weighted_tau"].mean()
     computed = None
-    if "emms" in means and "logme_flabel" in means and np.isfinite(means["logme_flabel"]):
-        base = means["logme_flabel"]
-        if base != 0:
-            computed = float(100 * (means["emms"] - base) / abs(base))
+    if "emms" in means and "logme_flabel" in means:
+        gain = relative_gain(means["emms"], means["logme_flabel"])
+        computed = float(100 * gain) if np.isfinite(gain) else None
     published = None
     path = _REPO / "data" / "reference" / "headline.csv"
-    if cfg.task in HEADLINE_ROW and path.is_file():
+    row = get_task(cfg.task).headline_task
+    if path.is_file():
         table = pd.read_csv(path).set_index("task")
-        if HEADLINE_ROW[cfg.task] in table.index:
-            published = float(table.loc[HEADLINE_ROW[cfg.task], "gain_over_logme_flabel_percent"])
+        if row in table.index:
+            published = float(table.loc[row, "gain_over_logme_flabel_percent"])
     return {"computed_gain_percent": computed, "published_gain_percent": published}
 
 
@@ -156,6 +152,9 @@ def write_report(
         + ("n/a" if gain_computed is None else f"{gain_computed:.1f}")
         + " |",
         "",
+        "(n/a for the computed gain: EMMS or LogME (F-label) was not scored, or LogME "
+        "(F-label)'s mean tau is not above 0, where a relative gain means nothing: "
+        "`emms.evaluation.relative_gain`.)\n",
         f"Fine-tuned performance used as truth ({truth_label}):",
         "",
         _markdown(published.reset_index().round(3)),

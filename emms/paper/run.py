@@ -7,11 +7,16 @@ Order:
    exist; every model's identifier is known and its weights files are in place
    (:func:`emms.models.paper_zoo.check_weights`); every dataset reads and has samples;
    every F-label encoder has its folder; the truth table is there.
-2. **Features**, model by model: the architecture is built (random weights, cheap) to
-   know its preprocessing and recipe fingerprint; the (model, dataset) pairs already
+2. **Features**, model by model: the recipe fingerprint is computed without loading
+   weights (image models: the architecture built with random weights, for its
+   preprocessing; text-QA models: the tokenizer); the (model, dataset) pairs already
    cached with a matching sidecar are skipped; the weights are loaded only if a pair is
-   left, and each pair is streamed to the cache (:mod:`emms.paper.extract`).
-3. **F-labels**, dataset by encoder, skipped when cached (:mod:`emms.paper.labels`).
+   left, and each pair is streamed to the cache (images: :mod:`emms.paper.extract`, the
+   pooled classifier input; text QA: :mod:`emms.paper.text_extract`, the context-token
+   mean of the final hidden states).
+3. **F-labels**, dataset by encoder, skipped when cached (:mod:`emms.paper.labels`):
+   class names through the template (recognition); ``Q: question A: answer`` (text QA,
+   ``no answer`` for SQuAD 2.0's unanswerable questions).
 4. **Scores, tau, report** (:mod:`emms.paper.score`, :mod:`emms.paper.report`); always
    recomputed from the cache (minutes at most).
 """
@@ -30,13 +35,14 @@ import pandas as pd
 from emms.cache import fingerprint, read_sidecar
 from emms.models.paper_zoo import build_architecture, check_weights, load_model
 
-from . import extract, labels, score
+from . import extract, labels, score, text_extract
 from .config import PaperRunError, RunConfig
 from .report import write_report
 
 __all__ = ["RunResult", "preflight", "run"]
 
-BUILT_TASKS = ("recognition",)
+#: tasks whose features the runner extracts (image classifiers; span-QA text encoders)
+BUILT_TASKS = ("recognition", "textqa")
 
 
 @dataclass
@@ -54,9 +60,9 @@ def preflight(cfg: RunConfig) -> tuple[dict[str, Any], pd.DataFrame, str]:
 
     if cfg.task not in BUILT_TASKS:
         raise PaperRunError(
-            f"the paper-scale runner extracts image-classifier features for "
-            f"{list(BUILT_TASKS)} only; the {cfg.task} features (encoder/decoder pairs, "
-            "multimodal models) are not built yet."
+            f"the paper-scale runner extracts features for {list(BUILT_TASKS)} only; the "
+            f"{cfg.task} features (encoder/decoder pairs, multimodal models) are not built "
+            "yet."
         )
     for what, folder, flag in (("data", cfg.data, "--data"), ("weights", cfg.weights, "--weights")):
         if not folder.is_dir():
@@ -66,6 +72,8 @@ def preflight(cfg: RunConfig) -> tuple[dict[str, Any], pd.DataFrame, str]:
             )
     for name in cfg.models:
         check_weights(cfg.zoo.models[name], cfg.weights)
+        if cfg.task == "textqa":
+            text_extract.load_tokenizer(cfg.zoo.models[name], cfg)
     records = {}
     for name in cfg.datasets:
         record = read_paper_dataset(name, cfg.data, **cfg.dataset_options.get(name, {}))
@@ -87,6 +95,65 @@ def _architecture(entry, cfg: RunConfig):
         folder = cfg.weights / entry.name
         return SimpleNamespace(config=AutoConfig.from_pretrained(folder, local_files_only=True))
     return build_architecture(entry)
+
+
+class _ImageFeatures:
+    """Pooled classifier inputs (and source probabilities) of one image model."""
+
+    def __init__(self, entry, cfg: RunConfig):
+        self.entry, self.cfg = entry, cfg
+        self.transform, self.description = extract.preprocessing(
+            entry, _architecture(entry, cfg), cfg
+        )
+        self.recipe = extract.model_recipe(entry, self.description, cfg)
+
+    def extract(self, network, jobs, device) -> None:
+        forward = extract.feature_forward(network, self.entry)
+        for dataset, record, indices, meta in jobs:
+            extract.extract_pair(
+                forward,
+                self.transform,
+                record,
+                indices,
+                {
+                    "features": self.cfg.features_path(dataset, self.entry.name),
+                    "source_probs": self.cfg.source_probs_path(dataset, self.entry.name),
+                },
+                {**meta, "preprocess": self.description},
+                self.cfg,
+                device,
+                desc=f"{self.entry.name} on {dataset}",
+            )
+
+
+class _TextQAFeatures:
+    """Context-token means of the final hidden states of one text encoder."""
+
+    def __init__(self, entry, cfg: RunConfig):
+        self.entry, self.cfg = entry, cfg
+        self.tokenizer = text_extract.load_tokenizer(entry, cfg)
+        self.recipe = text_extract.text_recipe(entry, self.tokenizer, cfg)
+
+    def extract(self, network, jobs, device) -> None:
+        for dataset, record, indices, meta in jobs:
+            text_extract.extract_text_pair(
+                network,
+                self.tokenizer,
+                record,
+                indices,
+                self.cfg.features_path(dataset, self.entry.name),
+                {**meta, "max_length": self.cfg.max_length},
+                self.cfg,
+                device,
+                desc=f"{self.entry.name} on {dataset}",
+            )
+
+
+def _task_labels(cfg: RunConfig, record, indices: np.ndarray):
+    """What the class-label selectors read (recognition); F-label-only tasks have none."""
+    if cfg.task == "recognition":
+        return np.asarray(record.class_ids)[indices]
+    return None
 
 
 def _weights_identity(entry, cfg: RunConfig) -> list:
@@ -118,9 +185,8 @@ def run(cfg: RunConfig) -> RunResult:
     expects: dict[str, dict[str, dict]] = {d: {} for d in cfg.datasets}
     for model in cfg.models:
         entry = cfg.zoo.models[model]
-        transform, description = extract.preprocessing(entry, _architecture(entry, cfg), cfg)
-        recipe = extract.model_recipe(entry, description, cfg)
-        recipe = fingerprint([recipe, _weights_identity(entry, cfg)])
+        features = (_TextQAFeatures if cfg.task == "textqa" else _ImageFeatures)(entry, cfg)
+        recipe = fingerprint([features.recipe, _weights_identity(entry, cfg)])
         pending = []
         for dataset, record in records.items():
             expects[dataset][model] = {
@@ -138,30 +204,19 @@ def run(cfg: RunConfig) -> RunResult:
         if not pending:
             continue
         network = load_model(entry, cfg.weights).to(device)
-        forward = extract.feature_forward(network, entry)
-        for dataset in pending:
-            extract.extract_pair(
-                forward,
-                transform,
-                records[dataset],
-                indices[dataset],
-                {
-                    "features": cfg.features_path(dataset, model),
-                    "source_probs": cfg.source_probs_path(dataset, model),
-                },
-                {**expects[dataset][model], "preprocess": description, "device": str(device)},
-                cfg,
-                device,
-                desc=f"{model} on {dataset}",
-            )
-            computed.append(("features", dataset, model))
-        del network, forward
+        jobs = [
+            (d, records[d], indices[d], {**expects[d][model], "device": str(device)})
+            for d in pending
+        ]
+        features.extract(network, jobs, device)
+        computed += [("features", d, model) for d in pending]
+        del network
     for dataset, record in records.items():
         labels.write_flabels(dataset, record, indices[dataset], cfg, computed, reused)
     frames = []
     for dataset, record in records.items():
-        class_ids = np.asarray(record.class_ids)[indices[dataset]]
-        frames.append(score.score_dataset(cfg, dataset, class_ids, expects[dataset]))
+        labels_here = _task_labels(cfg, record, indices[dataset])
+        frames.append(score.score_dataset(cfg, dataset, labels_here, expects[dataset]))
     scores = pd.concat(frames, ignore_index=True)
     tau = score.rank_scores(scores, truth, cfg.n_boot)
     info = {

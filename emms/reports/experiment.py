@@ -23,6 +23,7 @@ from emms.evaluation import (
     align_scores_and_truth,
     evaluate_ranking,
     paired_tau_difference,
+    relative_gain,
     summarise_wins,
     weighted_tau,
 )
@@ -352,10 +353,7 @@ def headline(
         index="dataset", columns="method", values="value"
     )
     # gain of the mean tau over datasets (a mean of per-dataset ratios explodes near 0)
-    base = tau["logme_flabel"].mean()
-    # a relative gain over a baseline that ranks no better than chance (mean tau <= 0)
-    # has no meaning the paper's percentages share: it is left out (NaN), not inflated
-    gain = (tau["emms"].mean() - base) / base if base > 0 else float("nan")
+    gain = relative_gain(tau["emms"].mean(), tau["logme_flabel"].mean())
     if speed is None:  # one call each: indicative only
         seconds = scores.groupby("method")["seconds"].sum()
         speed = {"speedup": float(seconds["logme_flabel"] / seconds["emms"])}

@@ -38,27 +38,32 @@ def selectors_section(root: Path) -> str:
 
 
 def isa_section(root: Path) -> str:
-    """What simulated instruction sets did to the truth (benchmarks/isa_envelope.py)."""
-    path = root / "benchmarks" / "results" / "isa_envelope.json"
-    record = json.loads(path.read_text())
-    rows = record["rows"]
-    settings = sorted({row["setting"] for row in rows})
+    """What simulated instruction sets did to each task's truth (benchmarks/isa_envelope.py,
+    one measurement per task: ``benchmarks/results/isa_envelope-TASK.json``)."""
+    paths = sorted((root / "benchmarks" / "results").glob("isa_envelope-*.json"))
+    records = [json.loads(path.read_text()) for path in paths]
+    first = records[0]
     lines = [
-        f"Measured by `python benchmarks/isa_envelope.py` on {record['date']} "
-        f"({record['machine']['cpu']}, {record['machine']['cpu_count']} CPUs, native kernels "
-        f"{record['machine']['torch_cpu_capability']}; task {record['task']}, "
-        f"{len(record['seeds'])} seeds), zoo and truth retrained from scratch per setting:",
+        f"Measured by `python benchmarks/isa_envelope.py --task TASK` "
+        f"({first['machine']['cpu']}, {first['machine']['cpu_count']} CPUs, native kernels "
+        f"{first['machine']['torch_cpu_capability']}), zoo and truth retrained from scratch "
+        "per setting; changes in each task's truth metric:",
         "",
-        "| setting | largest \\|change\\| of a model's mean truth | in the dataset's mean seed stds "
-        "| models moved more than 2 seed stds |",
-        "| --- | ---: | ---: | ---: |",
+        "| task | measured | seeds | setting | largest \\|change\\| of a model's mean truth "
+        "| in the dataset's mean seed stds | models moved more than 2 seed stds |",
+        "| --- | --- | ---: | --- | ---: | ---: | ---: |",
     ]
-    for setting in settings:
-        mine = [row for row in rows if row["setting"] == setting]
-        change = max(abs(row["change"]) for row in mine)
-        ratio = max(row["|change| / seed std"] for row in mine)
-        moved = sum(row["|change| / seed std"] > 2 for row in mine)
-        lines.append(f"| {setting} | {change:.4f} | {ratio:.1f} | {moved} of {len(mine)} |")
+    for record in records:
+        rows = record["rows"]
+        for setting in sorted({row["setting"] for row in rows}):
+            mine = [row for row in rows if row["setting"] == setting]
+            change = max(abs(row["change"]) for row in mine)
+            ratio = max(row["|change| / seed std"] for row in mine)
+            moved = sum(row["|change| / seed std"] > 2 for row in mine)
+            lines.append(
+                f"| {record['task']} | {record['date']} | {len(record['seeds'])} | {setting} "
+                f"| {change:.4f} | {ratio:.1f} | {moved} of {len(mine)} |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -228,7 +228,7 @@ class ReportSession(ReportOutputs):
         ceiling = reliability.rename("split-seed weighted tau").reset_index()
         ceiling = ceiling.rename(columns={"index": "dataset"})
         self.save_table(ceiling, "truth_reliability")
-        flags = isa_sensitivity(self.summary, self.root)
+        flags = isa_sensitivity(self.summary, self.task.name, self.root)
         self.save_table(flags, "isa_sensitivity")
         moved = flags[flags["can reorder"]]
         note = (

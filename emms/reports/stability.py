@@ -14,9 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["ISA_RESULTS", "zoo_resolution", "isa_sensitivity"]
+__all__ = ["isa_results", "zoo_resolution", "isa_sensitivity"]
 
-ISA_RESULTS = Path("benchmarks/results/isa_envelope.json")
+
+def isa_results(task: str, root: str | Path = ".") -> Path:
+    """The measurement of ``python benchmarks/isa_envelope.py --task TASK``."""
+    return Path(root) / "benchmarks" / "results" / f"isa_envelope-{task}.json"
 
 
 def zoo_resolution(summary: pd.DataFrame) -> pd.Series:
@@ -30,12 +33,12 @@ def zoo_resolution(summary: pd.DataFrame) -> pd.Series:
     )
 
 
-def isa_sensitivity(summary: pd.DataFrame, root: str | Path = ".") -> pd.DataFrame:
+def isa_sensitivity(summary: pd.DataFrame, task: str, root: str | Path = ".") -> pd.DataFrame:
     """Per (dataset, model): the largest change of the mean truth across the simulated
     instruction sets, the dataset's resolution, and whether the change exceeds it.
 
     Returns an empty frame when the measurement does not exist (e.g. a new task)."""
-    path = Path(root) / ISA_RESULTS
+    path = isa_results(task, root)
     columns = ["dataset", "model", "largest ISA change", "zoo resolution", "can reorder"]
     if not path.is_file():
         return pd.DataFrame(columns=columns)
