@@ -41,9 +41,6 @@ from .report import write_report
 
 __all__ = ["RunResult", "preflight", "run"]
 
-#: tasks whose features the runner extracts (image classifiers; span-QA text encoders)
-BUILT_TASKS = ("recognition", "textqa")
-
 
 @dataclass
 class RunResult:
@@ -58,9 +55,9 @@ def preflight(cfg: RunConfig) -> tuple[dict[str, Any], pd.DataFrame, str]:
     """Check everything a run needs before anything is written (module docstring)."""
     from emms.datasets.paper import read_paper_dataset
 
-    if cfg.task not in BUILT_TASKS:
+    if cfg.task not in FEATURES:
         raise PaperRunError(
-            f"the paper-scale runner extracts features for {list(BUILT_TASKS)} only; the "
+            f"the paper-scale runner extracts features for {list(FEATURES)} only; the "
             f"{cfg.task} features (encoder/decoder pairs, multimodal models) are not built "
             "yet."
         )
@@ -72,8 +69,7 @@ def preflight(cfg: RunConfig) -> tuple[dict[str, Any], pd.DataFrame, str]:
             )
     for name in cfg.models:
         check_weights(cfg.zoo.models[name], cfg.weights)
-        if cfg.task == "textqa":
-            text_extract.load_tokenizer(cfg.zoo.models[name], cfg)
+        FEATURES[cfg.task].check(cfg.zoo.models[name], cfg)
     records = {}
     for name in cfg.datasets:
         record = read_paper_dataset(name, cfg.data, **cfg.dataset_options.get(name, {}))
@@ -99,6 +95,10 @@ def _architecture(entry, cfg: RunConfig):
 
 class _ImageFeatures:
     """Pooled classifier inputs (and source probabilities) of one image model."""
+
+    @staticmethod
+    def check(entry, cfg: RunConfig) -> None:
+        """Pre-flight beyond the weights files: nothing (the architecture is built later)."""
 
     def __init__(self, entry, cfg: RunConfig):
         self.entry, self.cfg = entry, cfg
@@ -129,6 +129,11 @@ class _ImageFeatures:
 class _TextQAFeatures:
     """Context-token means of the final hidden states of one text encoder."""
 
+    @staticmethod
+    def check(entry, cfg: RunConfig) -> None:
+        """Pre-flight: the tokenizer files are there and readable, max_length fits."""
+        text_extract.load_tokenizer(entry, cfg)
+
     def __init__(self, entry, cfg: RunConfig):
         self.entry, self.cfg = entry, cfg
         self.tokenizer = text_extract.load_tokenizer(entry, cfg)
@@ -149,9 +154,13 @@ class _TextQAFeatures:
             )
 
 
-def _task_labels(cfg: RunConfig, record, indices: np.ndarray):
-    """What the class-label selectors read (recognition); F-label-only tasks have none."""
-    if cfg.task == "recognition":
+#: the feature rule of each task the runner extracts; the others are refused
+FEATURES = {"recognition": _ImageFeatures, "textqa": _TextQAFeatures}
+
+
+def _class_labels(cfg: RunConfig, record, indices: np.ndarray):
+    """What the class-label selectors read; tasks with other label formats have none."""
+    if cfg.label_format == "class":
         return np.asarray(record.class_ids)[indices]
     return None
 
@@ -185,7 +194,7 @@ def run(cfg: RunConfig) -> RunResult:
     expects: dict[str, dict[str, dict]] = {d: {} for d in cfg.datasets}
     for model in cfg.models:
         entry = cfg.zoo.models[model]
-        features = (_TextQAFeatures if cfg.task == "textqa" else _ImageFeatures)(entry, cfg)
+        features = FEATURES[cfg.task](entry, cfg)
         recipe = fingerprint([features.recipe, _weights_identity(entry, cfg)])
         pending = []
         for dataset, record in records.items():
@@ -215,7 +224,7 @@ def run(cfg: RunConfig) -> RunResult:
         labels.write_flabels(dataset, record, indices[dataset], cfg, computed, reused)
     frames = []
     for dataset, record in records.items():
-        labels_here = _task_labels(cfg, record, indices[dataset])
+        labels_here = _class_labels(cfg, record, indices[dataset])
         frames.append(score.score_dataset(cfg, dataset, labels_here, expects[dataset]))
     scores = pd.concat(frames, ignore_index=True)
     tau = score.rank_scores(scores, truth, cfg.n_boot)

@@ -136,16 +136,6 @@ def _encode(tokenizer, record, chosen: list[int], max_length: int):
         raise
 
 
-def _count_truncated(tokenizer, record, chosen: list[int], max_length: int) -> int:
-    lengths = tokenizer(
-        [record.questions[i] for i in chosen],
-        [record.contexts[i] for i in chosen],
-        truncation=False,
-        verbose=False,
-    )["input_ids"]
-    return sum(len(ids) > max_length for ids in lengths)
-
-
 def extract_text_pair(
     network,
     tokenizer,
@@ -177,7 +167,8 @@ def extract_text_pair(
             ):
                 chosen = [int(i) for i in indices[first:last]]
                 encoded = _encode(tokenizer, record, chosen, cfg.max_length)
-                truncated += _count_truncated(tokenizer, record, chosen, cfg.max_length)
+                # the Rust encodings keep what truncation cut: no second tokenisation
+                truncated += sum(bool(e.overflowing) for e in encoded.encodings)
                 context = torch.tensor(
                     [[s == 1 for s in encoded.sequence_ids(b)] for b in range(len(chosen))]
                 )
