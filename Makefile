@@ -23,7 +23,7 @@ export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup repro repro-scratch repro-paper push-caches test bench lint readme
+.PHONY: setup repro repro-scratch repro-paper truth-paper push-caches test bench lint readme
 
 setup: $(STAMP)
 
@@ -55,6 +55,12 @@ DEVICE ?= auto
 repro-paper: setup
 	@test -n "$(DATA)" -a -n "$(WEIGHTS)" || { echo "usage: make repro-paper TASK=recognition DATA=/path WEIGHTS=/path [DEVICE=auto] [TRUTH=truth.csv]"; exit 2; }
 	$(BIN)/python -m emms.paper run --task $(TASK) --config params/paper/$(TASK).yaml --data $(DATA) --weights $(WEIGHTS) --device $(DEVICE) --out reports $(if $(TRUTH),--truth $(TRUTH))
+
+# the truth table of a task without a published one (text QA: SQuAD fine-tuning):
+#   make truth-paper TASK=textqa DATA=/path WEIGHTS=/path TRUTH=textqa_f1.csv [DEVICE=auto]
+truth-paper: setup
+	@test -n "$(DATA)" -a -n "$(WEIGHTS)" -a -n "$(TRUTH)" || { echo "usage: make truth-paper TASK=textqa DATA=/path WEIGHTS=/path TRUTH=out.csv [DEVICE=auto]"; exit 2; }
+	$(BIN)/python -m emms.paper finetune --task $(TASK) --config params/paper/$(TASK).yaml --data $(DATA) --weights $(WEIGHTS) --device $(DEVICE) --out $(TRUTH)
 
 # after a deliberate change of results: store the new caches in dvc-remote/ (commit it)
 # The text zoo's checkpoints (about 330 MB: MiniLM and each truncation carry a 30,522-row

@@ -45,12 +45,14 @@ def machine_info() -> dict:
     import threadpoolctl
     import torch
 
-    blas = [
+    # sorted: threadpoolctl lists the libraries in the order they were loaded, which
+    # changes with the import order of a run (numpy's or scipy's OpenBLAS first)
+    blas = sorted(
         f"{pool['internal_api']} {pool.get('version') or ''} ({pool.get('architecture') or '-'},"
         f" {pool['num_threads']} threads)".replace("  ", " ")
         for pool in threadpoolctl.threadpool_info()
         if pool["user_api"] == "blas"
-    ]
+    )
     return {
         "cpu": _cpu_model(),
         "machine": platform.machine(),

@@ -257,6 +257,29 @@ def test_features_on_a_dask_cluster_are_the_same_bytes(built):
             path.write_bytes(data)
 
 
+@pytest.mark.slow
+def test_report_scoring_on_a_dask_cluster_equals_in_process(built, tmp_path, monkeypatch):
+    """The report's (target, model) scoring jobs as Dask tasks on a 2-worker LocalCluster:
+    the same scores and EMMS weights, row for row, as in this process, and each job's own
+    file written under the output folder."""
+    from emms.params import load_params
+    from emms.reports.scoring import pair_path, score_pairs
+
+    work, _ = built
+    block = load_params(work / "params.yaml").task("recognition")
+    targets, models = list(block.data.targets), list(block.models)
+    monkeypatch.delenv("EMMS_DASK", raising=False)
+    here = score_pairs("recognition", targets, models, tmp_path / "here", work, progress=False)
+    monkeypatch.setenv("EMMS_DASK", "local:2")
+    there = score_pairs("recognition", targets, models, tmp_path / "dask", work, progress=False)
+    for frame_here, frame_there in zip(here[:2], there[:2], strict=True):
+        assert len(frame_here) > 0
+        columns = [c for c in frame_here.columns if c != "seconds"]
+        assert frame_here[columns].equals(frame_there[columns])  # the same BLAS threads
+    assert here[0].groupby("dataset").model.nunique().to_dict() == {t: len(models) for t in targets}
+    assert all(pair_path(tmp_path / "dask", t, m).is_file() for t in targets for m in models)
+
+
 @pytest.mark.parametrize(
     ("scheduler", "message"),
     [("local:0", "local:N with N >= 1"), ("local:two", "local:N"), ("myhost", "tcp://host:8786")],

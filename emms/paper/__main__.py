@@ -1,6 +1,10 @@
 """``python -m emms.paper run --task recognition --config params/paper/recognition.yaml
 --data DIR --weights DIR [--device auto] [--out reports]``: the paper-scale run.
 
+``python -m emms.paper finetune --task textqa --data DIR --weights DIR --out truth.csv``:
+the ground truth of a task without a published table (text QA: SQuAD fine-tuning,
+:mod:`emms.paper.text_finetune`), the table ``run --truth`` reads.
+
 Exit status 0 on success, 2 on any input problem (one line on stderr naming it and the
 fix; nothing partial is left in the cache)."""
 
@@ -46,6 +50,21 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--max-samples", type=int)
     run.add_argument("--precision", choices=("float16", "bfloat16", "float32"))
     run.add_argument("--no-progress", action="store_true")
+    tune = sub.add_parser("finetune", help="fine-tune the zoo: the truth table of a task")
+    tune.add_argument("--task", required=True)
+    tune.add_argument(
+        "--config", help="zoo + run + finetune blocks (default params/paper/TASK.yaml)"
+    )
+    tune.add_argument("--data", required=True, help="folder holding the datasets' layouts")
+    tune.add_argument("--weights", required=True, help="weights root: <weights>/<model name>/")
+    tune.add_argument("--out", required=True, help="the truth CSV to write")
+    tune.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda")
+    tune.add_argument("--cache", default="cache", help="cache root (finished fine-tunes)")
+    tune.add_argument("--datasets", help="comma-separated subset of the datasets")
+    tune.add_argument("--models", help="comma-separated subset of the zoo")
+    tune.add_argument("--batch-size", type=int, help="evaluation batch size")
+    tune.add_argument("--precision", choices=("float16", "bfloat16", "float32"))
+    tune.add_argument("--no-progress", action="store_true")
     return main
 
 
@@ -59,24 +78,32 @@ def main(argv: list[str] | None = None) -> int:
             args.config or f"params/paper/{args.task}.yaml",
             args.data,
             args.weights,
-            out=args.out,
+            out=args.out if args.command == "run" else "reports",
             cache=args.cache,
             device=args.device,
-            truth=args.truth,
+            truth=getattr(args, "truth", None),
             datasets=args.datasets.split(",") if args.datasets else None,
             models=args.models.split(",") if args.models else None,
             overrides={
                 "batch_size": args.batch_size,
-                "num_workers": args.num_workers,
-                "max_samples": args.max_samples,
+                "num_workers": getattr(args, "num_workers", None),
+                "max_samples": getattr(args, "max_samples", None),
                 "precision": args.precision,
             },
             progress=not args.no_progress,
         )
-        result = run(cfg)
+        if args.command == "finetune":
+            from .text_finetune import run_finetuning
+
+            table = run_finetuning(cfg, args.out)
+        else:
+            result = run(cfg)
     except INPUT_ERRORS as error:
         print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
+    if args.command == "finetune":
+        print(f"truth: {args.out} ({len(table)} rows)")
+        return 0
     print(f"report: {result.report}")
     print(f"computed {len(result.computed)} arrays, reused {len(result.reused)}")
     return 0

@@ -128,14 +128,17 @@ def load_truth(task, paths: TaskPaths) -> pd.DataFrame:
     return table
 
 
-def load_target_inputs(task, block, dataset: str, encoders: Sequence[str], root=".") -> TargetInputs:
-    """Read one target's cached inputs; every array is checked against its sidecar
-    (task, dataset, split, the model and its recipe, or the encoder and its template)."""
+def load_target_inputs(
+    task, block, dataset: str, encoders: Sequence[str], root=".", models: Sequence[str] | None = None
+) -> TargetInputs:
+    """Read one target's cached inputs (the features of ``models``, default the whole
+    zoo); every array is checked against its sidecar (task, dataset, split, the model and
+    its recipe, or the encoder and its template)."""
     paths = TaskPaths(task.name, root)
     target = task.load_target(paths, dataset)
     recipes = {entry["name"]: fingerprint(entry) for entry in block.zoo.models}
     features, probs = {}, {}
-    for model in block.models:
+    for model in block.models if models is None else models:
         expect = {
             "task": task.name,
             "dataset": dataset,

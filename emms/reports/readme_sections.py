@@ -42,27 +42,26 @@ def isa_section(root: Path) -> str:
     one measurement per task: ``benchmarks/results/isa_envelope-TASK.json``)."""
     paths = sorted((root / "benchmarks" / "results").glob("isa_envelope-*.json"))
     records = [json.loads(path.read_text()) for path in paths]
-    first = records[0]
     lines = [
-        f"Measured by `python benchmarks/isa_envelope.py --task TASK` "
-        f"({first['machine']['cpu']}, {first['machine']['cpu_count']} CPUs, native kernels "
-        f"{first['machine']['torch_cpu_capability']}), zoo and truth retrained from scratch "
-        "per setting; changes in each task's truth metric:",
+        "Measured by `python benchmarks/isa_envelope.py --task TASK`, zoo and truth retrained "
+        "from scratch per setting, on the machine each row names (its native kernels in "
+        "brackets); changes in each task's truth metric:",
         "",
-        "| task | measured | seeds | setting | largest \\|change\\| of a model's mean truth "
-        "| in the dataset's mean seed stds | models moved more than 2 seed stds |",
-        "| --- | --- | ---: | --- | ---: | ---: | ---: |",
+        "| task | measured | machine | seeds | setting | largest \\|change\\| of a model's "
+        "mean truth | in the dataset's mean seed stds | models moved more than 2 seed stds |",
+        "| --- | --- | --- | ---: | --- | ---: | ---: | ---: |",
     ]
     for record in records:
-        rows = record["rows"]
+        rows, machine = record["rows"], record["machine"]
+        where = f"{machine['cpu']}, {machine['cpu_count']} CPUs ({machine['torch_cpu_capability']})"
         for setting in sorted({row["setting"] for row in rows}):
             mine = [row for row in rows if row["setting"] == setting]
             change = max(abs(row["change"]) for row in mine)
             ratio = max(row["|change| / seed std"] for row in mine)
             moved = sum(row["|change| / seed std"] > 2 for row in mine)
             lines.append(
-                f"| {record['task']} | {record['date']} | {len(record['seeds'])} | {setting} "
-                f"| {change:.4f} | {ratio:.1f} | {moved} of {len(mine)} |"
+                f"| {record['task']} | {record['date']} | {where} | {len(record['seeds'])} "
+                f"| {setting} | {change:.4f} | {ratio:.1f} | {moved} of {len(mine)} |"
             )
     return "\n".join(lines) + "\n"
 

@@ -312,12 +312,14 @@ class ReportSession(ReportOutputs):
 
     @_section
     def score(self) -> None:
-        results = [
-            experiment.score_zoo(self.inputs[d], progress=False, caught=self.caught)
-            for d in self.targets
-        ]
-        self.scores = pd.concat([r[0] for r in results], ignore_index=True)
-        self.weights = pd.concat([r[1] for r in results], ignore_index=True)
+        """Every selector on every (target, model): independent jobs, in this process or
+        as Dask tasks when ``EMMS_DASK`` is set (:mod:`emms.reports.scoring`)."""
+        from .scoring import score_pairs
+
+        self.scores, self.weights, caught = score_pairs(
+            self.task.name, self.targets, self.models, self.out, self.root, progress=False
+        )
+        self.caught += caught
         self.save_table(self.scores, "scores")
         self.save_table(self.weights, "emms_weights")
         for dataset in self.targets:
