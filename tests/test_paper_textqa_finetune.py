@@ -237,3 +237,16 @@ def test_finetuning_refuses_a_task_with_a_published_table(world, capsys):
             "--weights", str(world["root"] / "weights"), "--out", "x.csv"]  # fmt: skip
     assert main(args) == 2
     assert "built for textqa only" in capsys.readouterr().err
+
+
+def test_float16_fine_tuning_on_a_gpu_is_refused(world, tmp_path, monkeypatch):
+    """float16 autocast without loss scaling would underflow gradients: refused before
+    anything is trained (the device is faked; the check precedes any CUDA call)."""
+    from emms.paper import extract
+    from emms.paper.text_finetune import run_finetuning
+
+    monkeypatch.setattr(extract, "resolve_device", lambda name: torch.device("cuda"))
+    cfg = config_for(world, overrides={"precision": "float16"}, cache=tmp_path)
+    with pytest.raises(PaperRunError, match="float16 autocast needs loss scaling"):
+        run_finetuning(cfg, tmp_path / "truth.csv")
+    assert not (tmp_path / "truth.csv").exists()

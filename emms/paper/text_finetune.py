@@ -33,7 +33,7 @@ its id (``run_squad.py`` truncates questions to 64 tokens).
 
 Determinism: the head's initialisation and the data order are seeded (``seed``), torch's
 deterministic algorithms are on; on CUDA the model trains under ``torch.autocast`` in
-``run.precision`` (bfloat16 by default).
+``run.precision`` (bfloat16 by default; float16 is refused: it would need loss scaling).
 """
 
 from __future__ import annotations
@@ -398,6 +398,12 @@ def run_finetuning(cfg: RunConfig, out: str | Path) -> pd.DataFrame:
         )
     recipe = load_recipe(cfg)
     device = resolve_device(cfg.device)
+    if device.type == "cuda" and cfg.precision == "float16":
+        raise PaperRunError(
+            "fine-tuning under float16 autocast needs loss scaling, which this recipe does "
+            "not do (gradients would underflow); use --precision bfloat16 (the default) or "
+            "float32."
+        )
     tokenizers = {}
     for name in cfg.models:  # pre-flight: weights and tokenizers, before any training
         check_weights(cfg.zoo.models[name], cfg.weights)
