@@ -81,6 +81,19 @@ MODELS = {
 }
 
 
+def zoo_entries() -> list[dict]:
+    """The tiny zoo as entries of a paper-scale config (``models:``)."""
+    return [
+        {
+            "name": n,
+            "source": "transformers",
+            "identifier": f"tiny/{n}",
+            "model_type": s["model_type"],
+        }
+        for n, s in MODELS.items()
+    ]
+
+
 def squad_json(version: str) -> dict:
     """The fixture paragraphs in the official schema (2.0 keeps the unanswerable ones)."""
     paragraphs = []
@@ -153,15 +166,7 @@ def world(tmp_path_factory):
     pd.DataFrame(rows).to_csv(truth, index=False)
     config = {
         "task": "textqa",
-        "models": [
-            {
-                "name": n,
-                "source": "transformers",
-                "identifier": f"tiny/{n}",
-                "model_type": s["model_type"],
-            }
-            for n, s in MODELS.items()
-        ],  # fmt: skip
+        "models": zoo_entries(),
         "run": {
             "encoders": list(encoders),
             "encoder_dirs": encoders,

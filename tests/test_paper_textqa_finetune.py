@@ -18,7 +18,7 @@ import pytest
 import torch
 import yaml
 from test_paper_pipeline import DEVICE  # EMMS_TEST_DEVICE=cuda: the same tests on a GPU
-from test_paper_textqa import MODELS, squad_json, write_models
+from test_paper_textqa import MODELS, squad_json, write_models, zoo_entries
 
 from emms.datasets.paper import read_paper_dataset
 from emms.paper import load_run_config
@@ -49,15 +49,7 @@ def world(tmp_path_factory):
     write_models(root / "weights")
     config = {
         "task": "textqa",
-        "models": [
-            {
-                "name": n,
-                "source": "transformers",
-                "identifier": f"tiny/{n}",
-                "model_type": s["model_type"],
-            }
-            for n, s in MODELS.items()
-        ],  # fmt: skip
+        "models": zoo_entries(),
         # on a GPU the fine-tunes run under bfloat16 autocast, the path real runs take
         "run": {
             "batch_size": 4,
