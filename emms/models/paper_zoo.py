@@ -56,6 +56,7 @@ __all__ = [
     "load_state_dict_file",
     "load_model",
     "check_weights",
+    "pair_model",
 ]
 
 SOURCES = ("timm", "torchvision", "transformers", "open_clip")
@@ -101,7 +102,8 @@ class PaperModel:
         drop_prefixes: then drop keys starting with any of these.
         auto_class: transformers class used to load (default ``AutoModel``).
         model_type: transformers ``config.model_type`` the folder must hold (checked).
-        fetch: a fetch instruction replacing the default (``{folder}`` is substituted).
+        fetch: a fetch instruction replacing the default (``{folder}`` and ``{root}``, the
+            weights root, are substituted).
     """
 
     name: str
@@ -153,6 +155,45 @@ class PaperZoo:
 
     def group(self, name: str) -> list[PaperModel]:
         return [m for m in self.models.values() if m.group == name]
+
+    @property
+    def ranked(self) -> list[str]:
+        """The names a selector ranks: the encoder/decoder pairs where the zoo has them
+        (captioning: a pair is fine-tuned and scored as one model), else the models."""
+        return list(self.pairs) if self.pairs else list(self.models)
+
+    def entry(self, name: str) -> PaperModel:
+        """The entry of a model or of a pair (:func:`pair_model`)."""
+        if name in self.pairs:
+            return pair_model(self, name)
+        return self.models[name]
+
+
+#: What a captioning pair's folder holds and how to make it: the release scored pairs
+#: fine-tuned for captioning (on COCO), which are not public.
+PAIR_FETCH = (
+    "python -m emms.paper pair --weights {root} --pairs {name}  "
+    "# builds the pair from the encoder's and the decoder's folders (new cross-attention); "
+    "then fine-tune it on captions (the paper's release used COCO) and save_pretrained it, "
+    "with the decoder's tokenizer and the encoder's image processor, to {folder}"
+)
+
+
+def pair_model(zoo: PaperZoo, name: str) -> PaperModel:
+    """A captioning pair as a zoo entry: a transformers ``VisionEncoderDecoderModel``
+    checkpoint in ``<weights>/<pair>`` (checked and loaded like any transformers entry)."""
+    members = zoo.pairs[name]
+    encoder, decoder = zoo.models[members["encoder"]], zoo.models[members["decoder"]]
+    return PaperModel(
+        name=name,
+        source="transformers",
+        identifier=f"{encoder.identifier} + {decoder.identifier}",
+        group="pairs",
+        auto_class="VisionEncoderDecoderModel",
+        model_type="vision-encoder-decoder",
+        fetch=PAIR_FETCH.replace("{name}", name),
+        note=f"encoder {encoder.name}, decoder {decoder.name}",
+    )
 
 
 def load_zoo(path_or_task: str | os.PathLike) -> PaperZoo:
@@ -222,7 +263,7 @@ def fetch_command(model: PaperModel, root: str | os.PathLike | None = None) -> s
     folder = model_folder(model, root)
     q = shlex.quote
     if model.fetch:
-        return model.fetch.format(folder=folder)
+        return model.fetch.format(folder=folder, root=folder.parent)
     if model.source == "transformers":
         return f"hf download {model.identifier} --local-dir {q(str(folder))}"
     if model.source == "open_clip":
@@ -554,6 +595,8 @@ def _main(argv: list[str] | None = None) -> int:
         print(f"# {zoo.task}: weights root {root}")
         for model in zoo.models.values():
             print(fetch_command(model, root))
+        for pair in zoo.pairs:  # after their encoders and decoders
+            print(fetch_command(pair_model(zoo, pair), root))
     return 0
 
 

@@ -5,6 +5,10 @@
 the ground truth of a task without a published table (text QA: SQuAD fine-tuning,
 :mod:`emms.paper.text_finetune`), the table ``run --truth`` reads.
 
+``python -m emms.paper pair --weights DIR [--pairs vit_bert,...]``: captioning pairs
+built from their encoder's and decoder's folders (:func:`emms.paper.caption_extract.build_pair`;
+new cross-attention, to be fine-tuned on captions before a run scores them).
+
 Exit status 0 on success, 2 on any input problem (one line on stderr naming it and the
 fix; nothing partial is left in the cache)."""
 
@@ -65,11 +69,32 @@ def parser() -> argparse.ArgumentParser:
     tune.add_argument("--batch-size", type=int, help="evaluation batch size")
     tune.add_argument("--precision", choices=("float16", "bfloat16", "float32"))
     tune.add_argument("--no-progress", action="store_true")
+    pair = sub.add_parser("pair", help="captioning: build encoder/decoder pair folders")
+    pair.add_argument("--config", default="params/paper/captioning.yaml", help="the captioning zoo")
+    pair.add_argument("--weights", required=True, help="weights root: <weights>/<model name>/")
+    pair.add_argument("--pairs", help="comma-separated pairs (default: every pair)")
     return main
+
+
+def _build_pairs(args) -> int:
+    from emms.models.paper_zoo import load_zoo
+
+    from .caption_extract import build_pair
+
+    zoo = load_zoo(args.config)
+    for name in args.pairs.split(",") if args.pairs else list(zoo.pairs):
+        print(f"pair: {build_pair(zoo, name, args.weights)}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "pair":
+        try:
+            return _build_pairs(args)
+        except INPUT_ERRORS as error:
+            print(f"error: {one_line(error)}", file=sys.stderr)
+            return 2
     try:
         from .run import run
 

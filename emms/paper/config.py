@@ -185,11 +185,12 @@ def load_run_config(
                 f"dataset {name!r} is not a {task} dataset of the paper; choose from "
                 f"{sorted(n for n, s in PAPER_DATASETS.items() if s.task == task)}."
             )
-    chosen_models = models or list(zoo.models)
+    chosen_models = models or zoo.ranked
     for name in chosen_models:
-        if name not in zoo.models:
+        if name not in zoo.ranked:
             raise PaperRunError(
-                f"model {name!r} is not in the zoo {path}; choose from {sorted(zoo.models)}."
+                f"model {name!r} is not in the zoo {path}; choose from {sorted(zoo.ranked)}"
+                + (" (the encoder/decoder pairs)." if zoo.pairs else ".")
             )
     encoders = list(block.get("encoders") or PAPER_ENCODERS)
     for name in encoders:

@@ -93,7 +93,11 @@ def label_texts(record, indices: np.ndarray, cfg: RunConfig) -> list[str]:
     """One text per sampled training item, as the embedded experiments write them
     (:func:`emms.tasks.base.label_text`): recognition, ``template`` with the class name;
     text QA, ``Q: question A: answer`` with the first gold answer, or ``no answer`` for
-    SQuAD 2.0's unanswerable questions (the embedded text-QA target's label)."""
+    SQuAD 2.0's unanswerable questions (the embedded text-QA target's label); captioning,
+    the image's first reference caption (the caption its pair's features read,
+    :mod:`emms.paper.caption_extract`)."""
+    if cfg.label_format == "caption":
+        return [label_text("caption", record.captions[i][0]) for i in indices]
     if cfg.label_format == "span":
         return [
             label_text(

@@ -13,10 +13,12 @@ Order:
    cached with a matching sidecar are skipped; the weights are loaded only if a pair is
    left, and each pair is streamed to the cache (images: :mod:`emms.paper.extract`, the
    pooled classifier input; text QA: :mod:`emms.paper.text_extract`, the context-token
-   mean of the final hidden states).
+   mean of the final hidden states; captioning: :mod:`emms.paper.caption_extract`, per
+   encoder/decoder pair the caption-position mean of the decoder's final hidden states).
 3. **F-labels**, dataset by encoder, skipped when cached (:mod:`emms.paper.labels`):
    class names through the template (recognition); ``Q: question A: answer`` (text QA,
-   ``no answer`` for SQuAD 2.0's unanswerable questions).
+   ``no answer`` for SQuAD 2.0's unanswerable questions); the first reference caption
+   (captioning).
 4. **Scores, tau, report** (:mod:`emms.paper.score`, :mod:`emms.paper.report`); always
    recomputed from the cache (minutes at most).
 """
@@ -35,7 +37,7 @@ import pandas as pd
 from emms.cache import fingerprint, read_sidecar
 from emms.models.paper_zoo import build_architecture, check_weights, load_model
 
-from . import extract, labels, score, text_extract
+from . import caption_extract, extract, labels, score, text_extract
 from .config import PaperRunError, RunConfig
 from .report import write_report
 
@@ -58,8 +60,7 @@ def preflight(cfg: RunConfig) -> tuple[dict[str, Any], pd.DataFrame, str]:
     if cfg.task not in FEATURES:
         raise PaperRunError(
             f"the paper-scale runner extracts features for {list(FEATURES)} only; the "
-            f"{cfg.task} features (encoder/decoder pairs, multimodal models) are not built "
-            "yet."
+            f"{cfg.task} features (image-text models) are not built yet."
         )
     for what, folder, flag in (("data", cfg.data, "--data"), ("weights", cfg.weights, "--weights")):
         if not folder.is_dir():
@@ -68,8 +69,8 @@ def preflight(cfg: RunConfig) -> tuple[dict[str, Any], pd.DataFrame, str]:
                 "docs/paper-scale.md)."
             )
     for name in cfg.models:
-        check_weights(cfg.zoo.models[name], cfg.weights)
-        FEATURES[cfg.task].check(cfg.zoo.models[name], cfg)
+        check_weights(cfg.zoo.entry(name), cfg.weights)
+        FEATURES[cfg.task].check(cfg.zoo.entry(name), cfg)
     records = {}
     for name in cfg.datasets:
         record = read_paper_dataset(name, cfg.data, **cfg.dataset_options.get(name, {}))
@@ -154,8 +155,44 @@ class _TextQAFeatures:
             )
 
 
+class _CaptioningFeatures:
+    """Caption-position means of the decoder's final hidden states of one pair."""
+
+    @staticmethod
+    def check(entry, cfg: RunConfig) -> None:
+        """Pre-flight: tokenizer, image processor and the decoder's start / pad ids."""
+        text_extract.load_tokenizer(entry, cfg)
+        caption_extract.load_image_processor(entry, cfg)
+        caption_extract.check_pair_config(entry, cfg)
+
+    def __init__(self, entry, cfg: RunConfig):
+        self.entry, self.cfg = entry, cfg
+        self.tokenizer = text_extract.load_tokenizer(entry, cfg)
+        self.processor = caption_extract.load_image_processor(entry, cfg)
+        self.recipe = caption_extract.caption_recipe(entry, self.tokenizer, self.processor, cfg)
+
+    def extract(self, network, jobs, device) -> None:
+        for dataset, record, indices, meta in jobs:
+            caption_extract.extract_caption_pair(
+                network,
+                self.tokenizer,
+                self.processor,
+                record,
+                indices,
+                self.cfg.features_path(dataset, self.entry.name),
+                {**meta, "max_length": self.cfg.max_length},
+                self.cfg,
+                device,
+                desc=f"{self.entry.name} on {dataset}",
+            )
+
+
 #: the feature rule of each task the runner extracts; the others are refused
-FEATURES = {"recognition": _ImageFeatures, "textqa": _TextQAFeatures}
+FEATURES = {
+    "recognition": _ImageFeatures,
+    "captioning": _CaptioningFeatures,
+    "textqa": _TextQAFeatures,
+}
 
 
 def _class_labels(cfg: RunConfig, record, indices: np.ndarray):
@@ -193,7 +230,7 @@ def run(cfg: RunConfig) -> RunResult:
     reused: list[tuple] = []
     expects: dict[str, dict[str, dict]] = {d: {} for d in cfg.datasets}
     for model in cfg.models:
-        entry = cfg.zoo.models[model]
+        entry = cfg.zoo.entry(model)
         features = FEATURES[cfg.task](entry, cfg)
         recipe = fingerprint([features.recipe, _weights_identity(entry, cfg)])
         pending = []

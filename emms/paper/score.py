@@ -47,7 +47,7 @@ def _resolve(path: str | Path) -> Path:
 
 
 def _group_of(cfg: RunConfig) -> dict[str, str]:
-    return {name: (cfg.zoo.models[name].group or "all") for name in cfg.models}
+    return {name: (cfg.zoo.entry(name).group or "all") for name in cfg.models}
 
 
 def load_truth(cfg: RunConfig) -> tuple[pd.DataFrame, str]:
