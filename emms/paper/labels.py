@@ -95,9 +95,14 @@ def label_texts(record, indices: np.ndarray, cfg: RunConfig) -> list[str]:
     text QA, ``Q: question A: answer`` with the first gold answer, or ``no answer`` for
     SQuAD 2.0's unanswerable questions (the embedded text-QA target's label); captioning,
     the image's first reference caption (the caption its pair's features read,
-    :mod:`emms.paper.caption_extract`)."""
+    :mod:`emms.paper.caption_extract`); VQA, ``Q: question A: answer`` (the embedded
+    experiments' answer label, paper §3.1)."""
     if cfg.label_format == "caption":
         return [label_text("caption", record.captions[i][0]) for i in indices]
+    if cfg.label_format == "answer":
+        return [
+            label_text("answer", record.answers[i], question=record.questions[i]) for i in indices
+        ]
     if cfg.label_format == "span":
         return [
             label_text(

@@ -14,11 +14,12 @@ Order:
    left, and each pair is streamed to the cache (images: :mod:`emms.paper.extract`, the
    pooled classifier input; text QA: :mod:`emms.paper.text_extract`, the context-token
    mean of the final hidden states; captioning: :mod:`emms.paper.caption_extract`, per
-   encoder/decoder pair the caption-position mean of the decoder's final hidden states).
+   encoder/decoder pair the caption-position mean of the decoder's final hidden states;
+   VQA: :mod:`emms.paper.vqa_extract`, the joint (image, question) representation).
 3. **F-labels**, dataset by encoder, skipped when cached (:mod:`emms.paper.labels`):
    class names through the template (recognition); ``Q: question A: answer`` (text QA,
    ``no answer`` for SQuAD 2.0's unanswerable questions); the first reference caption
-   (captioning).
+   (captioning); ``Q: question A: answer`` (VQA).
 4. **Scores, tau, report** (:mod:`emms.paper.score`, :mod:`emms.paper.report`); always
    recomputed from the cache (minutes at most).
 """
@@ -37,7 +38,7 @@ import pandas as pd
 from emms.cache import fingerprint, read_sidecar
 from emms.models.paper_zoo import build_architecture, check_weights, load_model
 
-from . import caption_extract, extract, labels, score, text_extract
+from . import caption_extract, extract, labels, score, text_extract, vqa_extract
 from .config import PaperRunError, RunConfig
 from .report import write_report
 
@@ -187,10 +188,45 @@ class _CaptioningFeatures:
             )
 
 
+class _VQAFeatures:
+    """Joint (image, question) representations of one image-text model."""
+
+    @staticmethod
+    def check(entry, cfg: RunConfig) -> None:
+        """Pre-flight: a model type with a VQA rule, its image processor and tokenizer."""
+        vqa_extract.model_kind(entry, cfg)
+        vqa_extract.load_inputs(entry, cfg)
+
+    def __init__(self, entry, cfg: RunConfig):
+        self.entry, self.cfg = entry, cfg
+        self.model_type = vqa_extract.model_kind(entry, cfg)
+        self.processor, self.tokenizer = vqa_extract.load_inputs(entry, cfg)
+        self.recipe = vqa_extract.vqa_recipe(
+            entry, self.model_type, self.processor, self.tokenizer, cfg
+        )
+
+    def extract(self, network, jobs, device) -> None:
+        for dataset, record, indices, meta in jobs:
+            vqa_extract.extract_vqa_pair(
+                network,
+                self.model_type,
+                self.processor,
+                self.tokenizer,
+                record,
+                indices,
+                self.cfg.features_path(dataset, self.entry.name),
+                {**meta, "max_length": self.cfg.max_length},
+                self.cfg,
+                device,
+                desc=f"{self.entry.name} on {dataset}",
+            )
+
+
 #: the feature rule of each task the runner extracts; the others are refused
 FEATURES = {
     "recognition": _ImageFeatures,
     "captioning": _CaptioningFeatures,
+    "vqa": _VQAFeatures,
     "textqa": _TextQAFeatures,
 }
 
