@@ -498,7 +498,6 @@ def test_config_names_are_checked(tmp_path, capsys):
         (["--task", "nonsense"], "unknown task"),
         (["--task", "recognition", "--models", "nope"], "'nope' is not in the zoo"),
         (["--task", "recognition", "--datasets", "squad1.1"], "not a recognition dataset"),
-        (["--task", "referring", "--config", "params/paper/referring.yaml"], "not built"),
         (["--task", "recognition", "--config", str(tmp_path / "x.yaml")], "not found"),
     ):
         code = main(["run", *argv, "--data", str(tmp_path), "--weights", str(tmp_path)])

@@ -96,9 +96,20 @@ def label_texts(record, indices: np.ndarray, cfg: RunConfig) -> list[str]:
     SQuAD 2.0's unanswerable questions (the embedded text-QA target's label); captioning,
     the image's first reference caption (the caption its pair's features read,
     :mod:`emms.paper.caption_extract`); VQA, ``Q: question A: answer`` (the embedded
-    experiments' answer label, paper §3.1)."""
+    experiments' answer label, paper §3.1); referring, the box as text in the paper's
+    format (:func:`emms.tasks.base.box_text`: normalised to [0, 1], fixed precision)."""
     if cfg.label_format == "caption":
         return [label_text("caption", record.captions[i][0]) for i in indices]
+    if cfg.label_format == "box":
+        return [
+            label_text(
+                "box",
+                record.boxes[i],
+                width=float(record.image_sizes[i][0]),
+                height=float(record.image_sizes[i][1]),
+            )
+            for i in indices
+        ]
     if cfg.label_format == "answer":
         return [
             label_text("answer", record.answers[i], question=record.questions[i]) for i in indices

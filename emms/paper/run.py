@@ -15,11 +15,14 @@ Order:
    pooled classifier input; text QA: :mod:`emms.paper.text_extract`, the context-token
    mean of the final hidden states; captioning: :mod:`emms.paper.caption_extract`, per
    encoder/decoder pair the caption-position mean of the decoder's final hidden states;
-   VQA: :mod:`emms.paper.vqa_extract`, the joint (image, question) representation).
+   VQA: :mod:`emms.paper.vqa_extract`, the joint (image, question) representation;
+   referring: :mod:`emms.paper.referring_extract`, the candidate locations' features
+   weighted by their match with the expression).
 3. **F-labels**, dataset by encoder, skipped when cached (:mod:`emms.paper.labels`):
    class names through the template (recognition); ``Q: question A: answer`` (text QA,
    ``no answer`` for SQuAD 2.0's unanswerable questions); the first reference caption
-   (captioning); ``Q: question A: answer`` (VQA).
+   (captioning); ``Q: question A: answer`` (VQA); the box as text, ``[x1, y1, x2, y2]``
+   normalised by the image size (referring).
 4. **Scores, tau, report** (:mod:`emms.paper.score`, :mod:`emms.paper.report`); always
    recomputed from the cache (minutes at most).
 """
@@ -38,7 +41,15 @@ import pandas as pd
 from emms.cache import fingerprint, read_sidecar
 from emms.models.paper_zoo import build_architecture, check_weights, load_model
 
-from . import caption_extract, extract, labels, score, text_extract, vqa_extract
+from . import (
+    caption_extract,
+    extract,
+    labels,
+    referring_extract,
+    score,
+    text_extract,
+    vqa_extract,
+)
 from .config import PaperRunError, RunConfig
 from .report import write_report
 
@@ -58,11 +69,6 @@ def preflight(cfg: RunConfig) -> tuple[dict[str, Any], pd.DataFrame, str]:
     """Check everything a run needs before anything is written (module docstring)."""
     from emms.datasets.paper import read_paper_dataset
 
-    if cfg.task not in FEATURES:
-        raise PaperRunError(
-            f"the paper-scale runner extracts features for {list(FEATURES)} only; the "
-            f"{cfg.task} features (image-text models) are not built yet."
-        )
     for what, folder, flag in (("data", cfg.data, "--data"), ("weights", cfg.weights, "--weights")):
         if not folder.is_dir():
             raise PaperRunError(
@@ -222,12 +228,47 @@ class _VQAFeatures:
             )
 
 
-#: the feature rule of each task the runner extracts; the others are refused
+class _ReferringFeatures:
+    """Expression-weighted candidate features of one grounding model."""
+
+    @staticmethod
+    def check(entry, cfg: RunConfig) -> None:
+        """Pre-flight: a model type with a referring rule, its processor and tokenizer."""
+        referring_extract.model_kind(entry, cfg)
+        vqa_extract.load_inputs(entry, cfg)
+
+    def __init__(self, entry, cfg: RunConfig):
+        self.entry, self.cfg = entry, cfg
+        self.model_type = referring_extract.model_kind(entry, cfg)
+        self.processor, self.tokenizer = vqa_extract.load_inputs(entry, cfg)
+        self.recipe = referring_extract.referring_recipe(
+            entry, self.model_type, self.processor, self.tokenizer, cfg
+        )
+
+    def extract(self, network, jobs, device) -> None:
+        for dataset, record, indices, meta in jobs:
+            referring_extract.extract_referring_pair(
+                network,
+                self.model_type,
+                self.processor,
+                self.tokenizer,
+                record,
+                indices,
+                self.cfg.features_path(dataset, self.entry.name),
+                {**meta, "max_length": self.cfg.max_length},
+                self.cfg,
+                device,
+                desc=f"{self.entry.name} on {dataset}",
+            )
+
+
+#: the feature rule of each task the runner extracts (all five)
 FEATURES = {
     "recognition": _ImageFeatures,
     "captioning": _CaptioningFeatures,
     "vqa": _VQAFeatures,
     "textqa": _TextQAFeatures,
+    "referring": _ReferringFeatures,
 }
 
 
