@@ -62,6 +62,7 @@ __all__ = [
     "load_image_processor",
     "check_pair_config",
     "caption_recipe",
+    "decoder_inputs",
     "extract_caption_pair",
     "build_pair",
 ]

@@ -47,6 +47,7 @@ __all__ = [
     "model_kind",
     "load_inputs",
     "vqa_recipe",
+    "joint_features",
     "extract_vqa_pair",
 ]
 
