@@ -34,16 +34,13 @@ Streaming and resume are those of :mod:`emms.paper.extract`.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
-from emms.cache import fingerprint
-
-from .config import PaperRunError, RunConfig
+from .config import RunConfig
 from .extract import _autocast, _BlockWriter, _check_range
-from .vqa_extract import _text_length
+from .vqa_extract import _text_length, checked_model_type, image_text_recipe
 
 __all__ = [
     "REFERRING_FEATURE_RULE",
@@ -70,33 +67,14 @@ REFERRING_KINDS = {
 
 def model_kind(entry, cfg: RunConfig) -> str:
     """The folder's ``config.json`` model type, checked to have a referring rule."""
-    import json
-
-    from emms.models.paper_zoo import model_folder
-
-    found = json.loads((model_folder(entry, cfg.weights) / "config.json").read_text())
-    kind = found.get("model_type")
-    if kind not in REFERRING_KINDS:
-        raise PaperRunError(
-            f"model {entry.name!r} is a {kind!r} model; referring features are defined for "
-            f"{sorted(REFERRING_KINDS)} (emms/paper/referring_extract.py)."
-        )
-    return kind
+    return checked_model_type(
+        entry, cfg, REFERRING_KINDS, "referring", "emms/paper/referring_extract.py"
+    )
 
 
 def referring_recipe(entry, kind: str, processor, tokenizer, cfg: RunConfig) -> str:
     """The fingerprint of everything that defines a model's referring features."""
-    return fingerprint(
-        {
-            "entry": asdict(entry),
-            "rule": REFERRING_FEATURE_RULE,
-            "kind": kind,
-            "max_length": cfg.max_length,
-            "image_processor": processor.to_dict(),
-            "tokenizer": {"class": type(tokenizer).__name__, "vocab_size": len(tokenizer)},
-            "precision": cfg.precision,
-        }
-    )
+    return image_text_recipe(entry, REFERRING_FEATURE_RULE, kind, processor, tokenizer, cfg)
 
 
 def candidates(network, model_type: str, images: dict, text: dict):

@@ -194,26 +194,31 @@ class _CaptioningFeatures:
             )
 
 
-class _VQAFeatures:
-    """Joint (image, question) representations of one image-text model."""
+class _ImageTextFeatures:
+    """Features of one image-text model under a rule module's ``model_kind``, recipe and
+    extraction (VQA: :mod:`emms.paper.vqa_extract`, referring:
+    :mod:`emms.paper.referring_extract`); both read the folder's image processor and
+    tokenizer (:func:`emms.paper.vqa_extract.load_inputs`)."""
 
-    @staticmethod
-    def check(entry, cfg: RunConfig) -> None:
-        """Pre-flight: a model type with a VQA rule, its image processor and tokenizer."""
-        vqa_extract.model_kind(entry, cfg)
+    kind = staticmethod(vqa_extract.model_kind)
+    recipe_of = staticmethod(vqa_extract.vqa_recipe)
+    extract_pair = staticmethod(vqa_extract.extract_vqa_pair)
+
+    @classmethod
+    def check(cls, entry, cfg: RunConfig) -> None:
+        """Pre-flight: a model type with a rule, its image processor and tokenizer."""
+        cls.kind(entry, cfg)
         vqa_extract.load_inputs(entry, cfg)
 
     def __init__(self, entry, cfg: RunConfig):
         self.entry, self.cfg = entry, cfg
-        self.model_type = vqa_extract.model_kind(entry, cfg)
+        self.model_type = self.kind(entry, cfg)
         self.processor, self.tokenizer = vqa_extract.load_inputs(entry, cfg)
-        self.recipe = vqa_extract.vqa_recipe(
-            entry, self.model_type, self.processor, self.tokenizer, cfg
-        )
+        self.recipe = self.recipe_of(entry, self.model_type, self.processor, self.tokenizer, cfg)
 
     def extract(self, network, jobs, device) -> None:
         for dataset, record, indices, meta in jobs:
-            vqa_extract.extract_vqa_pair(
+            self.extract_pair(
                 network,
                 self.model_type,
                 self.processor,
@@ -228,45 +233,19 @@ class _VQAFeatures:
             )
 
 
-class _ReferringFeatures:
+class _ReferringFeatures(_ImageTextFeatures):
     """Expression-weighted candidate features of one grounding model."""
 
-    @staticmethod
-    def check(entry, cfg: RunConfig) -> None:
-        """Pre-flight: a model type with a referring rule, its processor and tokenizer."""
-        referring_extract.model_kind(entry, cfg)
-        vqa_extract.load_inputs(entry, cfg)
-
-    def __init__(self, entry, cfg: RunConfig):
-        self.entry, self.cfg = entry, cfg
-        self.model_type = referring_extract.model_kind(entry, cfg)
-        self.processor, self.tokenizer = vqa_extract.load_inputs(entry, cfg)
-        self.recipe = referring_extract.referring_recipe(
-            entry, self.model_type, self.processor, self.tokenizer, cfg
-        )
-
-    def extract(self, network, jobs, device) -> None:
-        for dataset, record, indices, meta in jobs:
-            referring_extract.extract_referring_pair(
-                network,
-                self.model_type,
-                self.processor,
-                self.tokenizer,
-                record,
-                indices,
-                self.cfg.features_path(dataset, self.entry.name),
-                {**meta, "max_length": self.cfg.max_length},
-                self.cfg,
-                device,
-                desc=f"{self.entry.name} on {dataset}",
-            )
+    kind = staticmethod(referring_extract.model_kind)
+    recipe_of = staticmethod(referring_extract.referring_recipe)
+    extract_pair = staticmethod(referring_extract.extract_referring_pair)
 
 
 #: the feature rule of each task the runner extracts (all five)
 FEATURES = {
     "recognition": _ImageFeatures,
     "captioning": _CaptioningFeatures,
-    "vqa": _VQAFeatures,
+    "vqa": _ImageTextFeatures,
     "textqa": _TextQAFeatures,
     "referring": _ReferringFeatures,
 }

@@ -44,8 +44,10 @@ from .extract import _autocast, _BlockWriter, _check_range
 __all__ = [
     "VQA_FEATURE_RULE",
     "VQA_KINDS",
+    "checked_model_type",
     "model_kind",
     "load_inputs",
+    "image_text_recipe",
     "vqa_recipe",
     "joint_features",
     "extract_vqa_pair",
@@ -58,16 +60,21 @@ VQA_FEATURE_RULE = "fused [CLS] (ViLT, BLIP) or [image; question] embeddings (CL
 VQA_KINDS = {"vilt": "fused", "blip": "fused", "clip": "dual", "siglip": "dual"}
 
 
-def model_kind(entry, cfg: RunConfig) -> str:
-    """The folder's ``config.json`` model type, checked to have a VQA rule."""
+def checked_model_type(entry, cfg: RunConfig, rules, task: str, module: str) -> str:
+    """The folder's ``config.json`` model type, checked to be one of ``rules``."""
     found = json.loads((model_folder(entry, cfg.weights) / "config.json").read_text())
     kind = found.get("model_type")
-    if kind not in VQA_KINDS:
+    if kind not in rules:
         raise PaperRunError(
-            f"model {entry.name!r} is a {kind!r} model; VQA features are defined for "
-            f"{sorted(VQA_KINDS)} (emms/paper/vqa_extract.py)."
+            f"model {entry.name!r} is a {kind!r} model; {task} features are defined for "
+            f"{sorted(rules)} ({module})."
         )
     return kind
+
+
+def model_kind(entry, cfg: RunConfig) -> str:
+    """The folder's ``config.json`` model type, checked to have a VQA rule."""
+    return checked_model_type(entry, cfg, VQA_KINDS, "VQA", "emms/paper/vqa_extract.py")
 
 
 def load_inputs(entry, cfg: RunConfig):
@@ -99,12 +106,13 @@ def load_inputs(entry, cfg: RunConfig):
         ) from error
 
 
-def vqa_recipe(entry, kind: str, processor, tokenizer, cfg: RunConfig) -> str:
-    """The fingerprint of everything that defines a model's VQA features."""
+def image_text_recipe(entry, rule: str, kind: str, processor, tokenizer, cfg: RunConfig) -> str:
+    """The fingerprint of everything that defines an image-text model's features under
+    ``rule`` (VQA here, referring in :mod:`emms.paper.referring_extract`)."""
     return fingerprint(
         {
             "entry": asdict(entry),
-            "rule": VQA_FEATURE_RULE,
+            "rule": rule,
             "kind": kind,
             "max_length": cfg.max_length,
             "image_processor": processor.to_dict(),
@@ -112,6 +120,11 @@ def vqa_recipe(entry, kind: str, processor, tokenizer, cfg: RunConfig) -> str:
             "precision": cfg.precision,
         }
     )
+
+
+def vqa_recipe(entry, kind: str, processor, tokenizer, cfg: RunConfig) -> str:
+    """The fingerprint of everything that defines a model's VQA features."""
+    return image_text_recipe(entry, VQA_FEATURE_RULE, kind, processor, tokenizer, cfg)
 
 
 def _text_length(network, tokenizer, max_length: int) -> int:
