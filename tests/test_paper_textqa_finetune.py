@@ -181,6 +181,14 @@ def test_finetuning_writes_the_truth_table_and_resumes(world, tmp_path, monkeypa
     assert len(table) == 2 * len(MODELS) * 2  # datasets x models x seeds
     assert table[["f1", "exact_match"]].apply(lambda c: c.between(0, 100)).all().all()
     assert (table.exact_match <= table.f1 + 1e-9).all()
+    # the table `run --truth` reads: F1 (the fourth column) is the truth, mean over seeds
+    from emms.paper.score import load_truth
+
+    truth, source = load_truth(config_for(world, truth=out))
+    assert "(f1, mean over seeds)" in source
+    expected = table.groupby(["dataset", "model"])["f1"].mean()
+    for _, row in truth.iterrows():
+        assert row["truth"] == pytest.approx(expected[(row["dataset"], row["model"])])
     # seeded: rerunning one fine-tune gives the same numbers
     from emms.paper import text_finetune
 
@@ -228,7 +236,7 @@ def test_finetuning_refuses_a_task_with_a_published_table(world, capsys):
     args = ["finetune", "--task", "recognition", "--data", str(world["root"] / "data"),
             "--weights", str(world["root"] / "weights"), "--out", "x.csv"]  # fmt: skip
     assert main(args) == 2
-    assert "built for textqa only" in capsys.readouterr().err
+    assert "ground truth is the paper's published table" in capsys.readouterr().err
 
 
 def test_float16_fine_tuning_on_a_gpu_is_refused(world, tmp_path, monkeypatch):

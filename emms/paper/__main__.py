@@ -1,9 +1,10 @@
 """``python -m emms.paper run --task recognition --config params/paper/recognition.yaml
 --data DIR --weights DIR [--device auto] [--out reports]``: the paper-scale run.
 
-``python -m emms.paper finetune --task textqa --data DIR --weights DIR --out truth.csv``:
+``python -m emms.paper finetune --task textqa|vqa --data DIR --weights DIR --out truth.csv``:
 the ground truth of a task without a published table (text QA: SQuAD fine-tuning,
-:mod:`emms.paper.text_finetune`), the table ``run --truth`` reads.
+:mod:`emms.paper.text_finetune`; VQA: answer classification,
+:mod:`emms.paper.vqa_finetune`), the table ``run --truth`` reads.
 
 ``python -m emms.paper pair --weights DIR [--pairs vit_bert,...]``: captioning pairs
 built from their encoder's and decoder's folders (:func:`emms.paper.caption_extract.build_pair`;
@@ -118,9 +119,9 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.no_progress,
         )
         if args.command == "finetune":
-            from .text_finetune import run_finetuning
+            from .finetune import run_task_finetuning
 
-            table = run_finetuning(cfg, args.out)
+            table = run_task_finetuning(cfg, args.out)
         else:
             result = run(cfg)
     except INPUT_ERRORS as error:

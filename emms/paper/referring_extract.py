@@ -40,7 +40,7 @@ import numpy as np
 
 from .config import RunConfig
 from .extract import _autocast, _BlockWriter, _check_range
-from .vqa_extract import _text_length, checked_model_type, image_text_recipe
+from .vqa_extract import checked_model_type, image_text_recipe, text_length
 
 __all__ = [
     "REFERRING_FEATURE_RULE",
@@ -154,7 +154,7 @@ def extract_referring_pair(
     import torch
     from tqdm.auto import tqdm
 
-    length = _text_length(network, tokenizer, cfg.max_length)
+    length = text_length(network, tokenizer, cfg.max_length)
     padding = "max_length" if model_type in ("owlvit", "owlv2") else "longest"
     accepted = {"input_ids", "attention_mask"} | (
         {"token_type_ids"} if model_type == "grounding-dino" else set()

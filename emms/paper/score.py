@@ -57,12 +57,13 @@ def load_truth(cfg: RunConfig) -> tuple[pd.DataFrame, str]:
         if not cfg.truth.is_file():
             raise PaperRunError(f"truth table {cfg.truth} not found; pass --truth CSV.")
         table = pd.read_csv(cfg.truth)
-        if list(table.columns[:3]) != ["dataset", "model", "seed"] or table.shape[1] != 4:
+        if list(table.columns[:3]) != ["dataset", "model", "seed"] or table.shape[1] < 4:
             raise PaperRunError(
                 f"truth table {cfg.truth} has columns {list(table.columns)}; expected "
-                "dataset, model, seed, METRIC (one row per fine-tuning seed)."
+                "dataset, model, seed, METRIC[, secondary metrics] (one row per "
+                "fine-tuning seed; the fourth column is the truth)."
             )
-        metric = table.columns[3]
+        metric = table.columns[3]  # further columns (text QA's exact_match) are secondary
         mean = table.groupby(["dataset", "model"], as_index=False)[metric].mean()
         mean = mean.rename(columns={metric: "truth"})
         source = f"user-supplied fine-tuning table {cfg.truth} ({metric}, mean over seeds)"

@@ -31,25 +31,31 @@ worse span); BERT tuned the null threshold on the dev set, here it is fixed (a t
 not be tuned on what it scores); a question longer than the window stops the run with
 its id (``run_squad.py`` truncates questions to 64 tokens).
 
-Determinism: the head's initialisation and the data order are seeded (``seed``), torch's
-deterministic algorithms are on; on CUDA the model trains under ``torch.autocast`` in
-``run.precision`` (bfloat16 by default; float16 is refused: it would need loss scaling).
+Determinism: the head's initialisation, the dropout masks and the data order are seeded
+(``seed``, :func:`emms.paper.finetune.seeded`), torch's deterministic algorithms are on;
+on CUDA the model trains under ``torch.autocast`` in ``run.precision`` (bfloat16 by
+default; float16 is refused: it would need loss scaling).
 """
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
-
-from emms.cache import atomic_write_text
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from .config import PaperRunError, RunConfig
+from .finetune import (
+    adamw_warmup_linear,
+    check_precision,
+    deterministic,
+    finetune_rows,
+    load_finetune_block,
+    seeded,
+    write_truth,
+)
 
 __all__ = [
     "FinetuneRecipe",
@@ -61,13 +67,6 @@ __all__ = [
     "finetune_model",
     "run_finetuning",
 ]
-
-
-def _truth_columns() -> tuple[str, ...]:
-    """The embedded text-QA truth table's columns: one format at both scales."""
-    from emms.tasks import get_task
-
-    return get_task("textqa").truth_columns
 
 
 class _Schedule(BaseModel):
@@ -98,18 +97,7 @@ class FinetuneRecipe(BaseModel):
 
 def load_recipe(cfg: RunConfig) -> FinetuneRecipe:
     """The config's ``finetune:`` block, checked (defaults: BERT's recipe)."""
-    import yaml
-
-    block = (yaml.safe_load(cfg.config_path.read_text()) or {}).get("finetune") or {}
-    try:
-        recipe = FinetuneRecipe.model_validate(block)
-    except ValidationError as error:
-        problem = error.errors()[0]
-        where = ".".join(str(p) for p in problem["loc"])
-        raise PaperRunError(
-            f"{cfg.config_path}: finetune.{where}: {problem['msg']} (the fields and their "
-            "defaults are in emms/paper/text_finetune.py)."
-        ) from None
+    recipe = load_finetune_block(cfg, FinetuneRecipe, "emms/paper/text_finetune.py")
     missing = [d for d in cfg.datasets if d not in recipe.schedule]
     if missing:
         raise PaperRunError(
@@ -220,31 +208,6 @@ def best_spans(start_logits, end_logits, context, max_answer_tokens: int):
 # --------------------------------------------------------------------------- training
 
 
-def _optimizer(model, recipe: FinetuneRecipe, steps: int):
-    import torch
-
-    decay, no_decay = [], []
-    for parameter in model.parameters():
-        if not parameter.requires_grad:
-            continue
-        (no_decay if parameter.ndim == 1 else decay).append(parameter)  # biases, norms
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": recipe.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=recipe.lr,
-    )
-    warmup = math.ceil(recipe.warmup * steps)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (steps - step) / max(1, steps - warmup))
-
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 def _inputs(windows: dict, rows, accepted, device) -> dict:
     return {k: windows[k][rows].to(device) for k in accepted if k in windows}
 
@@ -282,33 +245,37 @@ def finetune_model(
     n = len(train_windows["question"])
     per_epoch = math.ceil(n / schedule.batch_size)
     steps = per_epoch * schedule.epochs
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)  # the new span head's initial weights
+    with seeded(seed, device):  # the new span head's initial weights, the dropout masks
         model = AutoModelForQuestionAnswering.from_pretrained(
             model_folder(entry, cfg.weights), local_files_only=True
         ).to(device)
-    optimizer, scheduler = _optimizer(model, recipe, steps)
-    model.train()
-    progress = tqdm(
-        total=steps, desc=f"{entry.name} {dataset} seed {seed}", disable=not cfg.progress
-    )
-    for _ in range(schedule.epochs):
-        order = torch.randperm(n, generator=generator)
-        for first in range(0, n, schedule.batch_size):
-            rows = order[first : first + schedule.batch_size]
-            with _autocast(device, cfg.precision):
-                loss = model(
-                    **_inputs(train_windows, rows, accepted, device),
-                    start_positions=train_windows["start"][rows].to(device),
-                    end_positions=train_windows["end"][rows].to(device),
-                ).loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            progress.update()
-    progress.close()
+        optimizer, scheduler = adamw_warmup_linear(
+            [(model.parameters(), recipe.lr)],
+            weight_decay=recipe.weight_decay,
+            warmup=recipe.warmup,
+            steps=steps,
+        )
+        model.train()
+        progress = tqdm(
+            total=steps, desc=f"{entry.name} {dataset} seed {seed}", disable=not cfg.progress
+        )
+        for _ in range(schedule.epochs):
+            order = torch.randperm(n, generator=generator)
+            for first in range(0, n, schedule.batch_size):
+                rows = order[first : first + schedule.batch_size]
+                with _autocast(device, cfg.precision):
+                    loss = model(
+                        **_inputs(train_windows, rows, accepted, device),
+                        start_positions=train_windows["start"][rows].to(device),
+                        end_positions=train_windows["end"][rows].to(device),
+                    ).loss
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                progress.update()
+        progress.close()
 
     windows = encode_windows(
         tokenizer, dev, np.arange(len(dev.ids)), cfg.max_length, recipe.doc_stride
@@ -383,14 +350,9 @@ def score_answers(dev, predictions) -> dict[str, float]:
     return squad_scores(examples, predictions)
 
 
-def _row_path(cfg: RunConfig, dataset: str, model: str, seed: int) -> Path:
-    return cfg.task_cache() / "truth" / dataset / f"{model}-seed{seed}.json"
-
-
 def run_finetuning(cfg: RunConfig, out: str | Path) -> pd.DataFrame:
     """Fine-tune every (dataset, model, seed) not cached yet; write the truth table
     ``out`` (CSV, the embedded text-QA truth table's columns) and return it."""
-    import torch
 
     from emms.datasets.paper import read_paper_dataset
     from emms.models.paper_zoo import check_weights
@@ -399,18 +361,10 @@ def run_finetuning(cfg: RunConfig, out: str | Path) -> pd.DataFrame:
     from .text_extract import load_tokenizer
 
     if cfg.task != "textqa":
-        raise PaperRunError(
-            f"paper-scale fine-tuning is built for textqa only; {cfg.task} has a published "
-            "table (recognition, captioning) or waits for its embedded experiment (issue 11)."
-        )
+        raise PaperRunError(f"text_finetune fine-tunes textqa, not {cfg.task}.")
     recipe = load_recipe(cfg)
     device = resolve_device(cfg.device)
-    if device.type == "cuda" and cfg.precision == "float16":
-        raise PaperRunError(
-            "fine-tuning under float16 autocast needs loss scaling, which this recipe does "
-            "not do (gradients would underflow); use --precision bfloat16 (the default) or "
-            "float32."
-        )
+    check_precision(device, cfg.precision)
     tokenizers = {}
     for name in cfg.models:  # pre-flight: weights and tokenizers, before any training
         check_weights(cfg.zoo.models[name], cfg.weights)
@@ -424,57 +378,27 @@ def run_finetuning(cfg: RunConfig, out: str | Path) -> pd.DataFrame:
         }
         for name in cfg.datasets
     }
-    previous = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-    )
-    torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
-    try:
-        rows = _finetune_all(cfg, recipe, splits, tokenizers, device)
-    finally:
-        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
-    table = pd.DataFrame(rows, columns=list(_truth_columns()))
-    atomic_write_text(Path(out), table.to_csv(index=False, float_format="%.6f"))
-    return table
 
+    def finetune_one(dataset: str, name: str, seed: int) -> dict[str, float]:
+        return finetune_model(
+            cfg.zoo.models[name],
+            cfg,
+            recipe,
+            splits[dataset]["train"],
+            splits[dataset]["dev"],
+            dataset=dataset,
+            seed=seed,
+            device=device,
+            tokenizer=tokenizers[name],
+        )
 
-def _finetune_all(cfg, recipe, splits, tokenizers, device) -> list[dict]:
-    """Every (dataset, model, seed) row: from its cache file when the entry and recipe
-    match, else fine-tuned now and cached atomically."""
-    rows = []
-    for dataset in cfg.datasets:
-        for name in cfg.models:
-            for seed in recipe.seeds:
-                path = _row_path(cfg, dataset, name, seed)
-                fingerprint = {
-                    "entry": asdict(cfg.zoo.models[name]),
-                    "recipe": recipe.model_dump(),
-                    "max_length": cfg.max_length,
-                    "precision": cfg.precision,
-                }
-                if path.is_file():
-                    cached = json.loads(path.read_text())
-                    if cached.get("fingerprint") == json.loads(json.dumps(fingerprint)):
-                        rows.append(cached["row"])
-                        continue
-                scores = finetune_model(
-                    cfg.zoo.models[name],
-                    cfg,
-                    recipe,
-                    splits[dataset]["train"],
-                    splits[dataset]["dev"],
-                    dataset=dataset,
-                    seed=seed,
-                    device=device,
-                    tokenizer=tokenizers[name],
-                )
-                row = {"dataset": dataset, "model": name, "seed": seed, **scores}
-                atomic_write_text(
-                    path,
-                    json.dumps(
-                        {"row": row, "fingerprint": fingerprint, "device": str(device)}, indent=1
-                    )
-                    + "\n",
-                )
-                rows.append(row)
-    return rows
+    with deterministic(device):
+        rows = finetune_rows(
+            cfg,
+            recipe,
+            recipe.seeds,
+            finetune_one,
+            device=device,
+            settings={"max_length": cfg.max_length, "precision": cfg.precision},
+        )
+    return write_truth(rows, "textqa", out)

@@ -49,6 +49,8 @@ __all__ = [
     "load_inputs",
     "image_text_recipe",
     "vqa_recipe",
+    "text_length",
+    "encode_batch",
     "joint_features",
     "extract_vqa_pair",
 ]
@@ -127,11 +129,33 @@ def vqa_recipe(entry, kind: str, processor, tokenizer, cfg: RunConfig) -> str:
     return image_text_recipe(entry, VQA_FEATURE_RULE, kind, processor, tokenizer, cfg)
 
 
-def _text_length(network, tokenizer, max_length: int) -> int:
+def text_length(network, tokenizer, max_length: int) -> int:
     config = network.config
     text = getattr(config, "text_config", None) or config
     positions = getattr(text, "max_position_embeddings", None) or max_length
     return int(min(max_length, positions, tokenizer.model_max_length))
+
+
+def encode_batch(model_type: str, processor, tokenizer, record, chosen, length: int, device):
+    """``(images, text)``: the model inputs of the questions ``chosen`` (row indices of a
+    :class:`VQASplit`) on ``device``, each image decoded from its file."""
+    accepted = {
+        "vilt": {"input_ids", "attention_mask", "token_type_ids"},
+        # SigLIP was trained on text padded to its full length, read without a mask
+        "siglip": {"input_ids"},
+    }.get(model_type, {"input_ids", "attention_mask"})
+    images = processor(images=[record.load_image(i) for i in chosen], return_tensors="pt")
+    text = tokenizer(
+        [record.questions[i] for i in chosen],
+        padding="max_length" if model_type == "siglip" else "longest",
+        truncation=True,
+        max_length=length,
+        return_tensors="pt",
+    )
+    return (
+        {k: v.to(device) for k, v in images.items()},
+        {k: v.to(device) for k, v in text.items() if k in accepted},
+    )
 
 
 def joint_features(network, model_type: str, images: dict, text: dict):
@@ -174,12 +198,7 @@ def extract_vqa_pair(
     import torch
     from tqdm.auto import tqdm
 
-    length = _text_length(network, tokenizer, cfg.max_length)
-    accepted = {
-        "vilt": {"input_ids", "attention_mask", "token_type_ids"},
-        # SigLIP was trained on text padded to its full length, read without a mask
-        "siglip": {"input_ids"},
-    }.get(model_type, {"input_ids", "attention_mask"})
+    length = text_length(network, tokenizer, cfg.max_length)
     writer = _BlockWriter(path, len(indices), np.float32)
     writer.discard()  # never trust a leftover of an interrupted run
     try:
@@ -191,18 +210,9 @@ def extract_vqa_pair(
                 unit="batch",
             ):
                 chosen = [int(i) for i in indices[first : first + cfg.batch_size]]
-                pictures = [record.load_image(i) for i in chosen]
-                images = processor(images=pictures, return_tensors="pt")
-                padding = "max_length" if model_type == "siglip" else "longest"
-                text = tokenizer(
-                    [record.questions[i] for i in chosen],
-                    padding=padding,
-                    truncation=True,
-                    max_length=length,
-                    return_tensors="pt",
+                images, text = encode_batch(
+                    model_type, processor, tokenizer, record, chosen, length, device
                 )
-                text = {k: v.to(device) for k, v in text.items() if k in accepted}
-                images = {k: v.to(device) for k, v in images.items()}
                 with _autocast(device, cfg.precision):
                     block = joint_features(network, model_type, images, text)
                 block = block.float().cpu().numpy()
