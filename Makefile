@@ -57,9 +57,9 @@ repro-paper: setup
 	$(BIN)/python -m emms.paper run --task $(TASK) --config params/paper/$(TASK).yaml --data $(DATA) --weights $(WEIGHTS) --device $(DEVICE) --out reports $(if $(TRUTH),--truth $(TRUTH))
 
 # the truth table of a task without a published one (text QA: SQuAD fine-tuning):
-#   make truth-paper TASK=textqa|vqa DATA=/path WEIGHTS=/path TRUTH=out.csv [DEVICE=auto]
+#   make truth-paper TASK=textqa|vqa|referring DATA=/path WEIGHTS=/path TRUTH=out.csv [DEVICE=auto]
 truth-paper: setup
-	@test -n "$(DATA)" -a -n "$(WEIGHTS)" -a -n "$(TRUTH)" || { echo "usage: make truth-paper TASK=textqa|vqa DATA=/path WEIGHTS=/path TRUTH=out.csv [DEVICE=auto]"; exit 2; }
+	@test -n "$(DATA)" -a -n "$(WEIGHTS)" -a -n "$(TRUTH)" || { echo "usage: make truth-paper TASK=textqa|vqa|referring DATA=/path WEIGHTS=/path TRUTH=out.csv [DEVICE=auto]"; exit 2; }
 	$(BIN)/python -m emms.paper finetune --task $(TASK) --config params/paper/$(TASK).yaml --data $(DATA) --weights $(WEIGHTS) --device $(DEVICE) --out $(TRUTH)
 
 # after a deliberate change of results: store the new caches in dvc-remote/ (commit it)

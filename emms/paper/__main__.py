@@ -1,10 +1,11 @@
 """``python -m emms.paper run --task recognition --config params/paper/recognition.yaml
 --data DIR --weights DIR [--device auto] [--out reports]``: the paper-scale run.
 
-``python -m emms.paper finetune --task textqa|vqa --data DIR --weights DIR --out truth.csv``:
-the ground truth of a task without a published table (text QA: SQuAD fine-tuning,
-:mod:`emms.paper.text_finetune`; VQA: answer classification,
-:mod:`emms.paper.vqa_finetune`), the table ``run --truth`` reads.
+``python -m emms.paper finetune --task textqa|vqa|referring --data DIR --weights DIR --out
+truth.csv``: the ground truth of a task without a published table (text QA: SQuAD
+fine-tuning, :mod:`emms.paper.text_finetune`; VQA: answer classification,
+:mod:`emms.paper.vqa_finetune`; referring: box selection,
+:mod:`emms.paper.referring_finetune`), the table ``run --truth`` reads.
 
 ``python -m emms.paper pair --weights DIR [--pairs vit_bert,...]``: captioning pairs
 built from their encoder's and decoder's folders (:func:`emms.paper.caption_extract.build_pair`;

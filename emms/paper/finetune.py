@@ -50,6 +50,7 @@ __all__ = [
 FINETUNING = {
     "textqa": "emms.paper.text_finetune",
     "vqa": "emms.paper.vqa_finetune",
+    "referring": "emms.paper.referring_finetune",
 }
 
 #: tasks whose truth is a published table (data/reference), not fine-tuned here

@@ -49,6 +49,7 @@ __all__ = [
     "referring_recipe",
     "candidates",
     "weighted_mean",
+    "encode_batch",
     "batches",
     "extract_referring_pair",
 ]
@@ -77,25 +78,31 @@ def referring_recipe(entry, kind: str, processor, tokenizer, cfg: RunConfig) -> 
     return image_text_recipe(entry, REFERRING_FEATURE_RULE, kind, processor, tokenizer, cfg)
 
 
-def candidates(network, model_type: str, images: dict, text: dict):
-    """``(features (B, C, D), scores (B, C))`` of the candidate locations of a batch."""
+def candidates(network, model_type: str, images: dict, text: dict, *, with_boxes: bool = False):
+    """``(features (B, C, D), scores (B, C))`` of the candidate locations of a batch; with
+    ``with_boxes`` also each candidate's box from the model's own box head, ``(B, C, 4)``
+    normalised ``(cx, cy, w, h)`` in the model's image frame (OWL: its ``pred_boxes`` of
+    every patch; Grounding DINO: of every query), or None for CLIP, which has no box head
+    (:mod:`emms.paper.referring_finetune` adds one)."""
     import torch
     import torch.nn.functional as F
 
     if model_type in ("owlvit", "owlv2"):
         out = network(**text, pixel_values=images["pixel_values"])
         batch, height, width, dim = out.image_embeds.shape
-        return out.image_embeds.reshape(batch, height * width, dim), out.logits[..., 0]
+        found = out.image_embeds.reshape(batch, height * width, dim), out.logits[..., 0]
+        return (*found, out.pred_boxes) if with_boxes else found
     if model_type == "grounding-dino":
         out = network(**text, **images)
-        return out.last_hidden_state, out.logits.max(-1).values
+        found = out.last_hidden_state, out.logits.max(-1).values
+        return (*found, out.pred_boxes) if with_boxes else found
     vision = network.vision_model(pixel_values=images["pixel_values"]).last_hidden_state
     patches = network.visual_projection(network.vision_model.post_layernorm(vision[:, 1:]))
     patches = F.normalize(patches, dim=-1)
     query = network.get_text_features(**text)
     query = F.normalize(getattr(query, "pooler_output", query), dim=-1)
     scores = network.logit_scale.exp() * torch.einsum("bcd,bd->bc", patches, query)
-    return patches, scores
+    return (patches, scores, None) if with_boxes else (patches, scores)
 
 
 def weighted_mean(features, scores):
@@ -114,6 +121,27 @@ def _texts(model_type: str, expressions: list[str]) -> list[str]:
         e.lower().strip() if e.strip().endswith(".") else e.lower().strip() + "."
         for e in expressions
     ]
+
+
+def encode_batch(model_type: str, processor, tokenizer, record, chosen, length: int, device):
+    """``(images, text)``: the model inputs of the rows ``chosen`` of a
+    :class:`ReferringSplit` on ``device`` (OWL models read their query padded to the text
+    tower's length, as their processor does)."""
+    accepted = {"input_ids", "attention_mask"} | (
+        {"token_type_ids"} if model_type == "grounding-dino" else set()
+    )
+    images = processor(images=[record.load_image(i) for i in chosen], return_tensors="pt")
+    text = tokenizer(
+        _texts(model_type, [record.expressions[i] for i in chosen]),
+        padding="max_length" if model_type in ("owlvit", "owlv2") else "longest",
+        truncation=True,
+        max_length=length,
+        return_tensors="pt",
+    )
+    return (
+        {k: v.to(device) for k, v in images.items()},
+        {k: v.to(device) for k, v in text.items() if k in accepted},
+    )
 
 
 def batches(record, indices: np.ndarray, size: int, *, one_image_size: bool):
@@ -155,10 +183,6 @@ def extract_referring_pair(
     from tqdm.auto import tqdm
 
     length = text_length(network, tokenizer, cfg.max_length)
-    padding = "max_length" if model_type in ("owlvit", "owlv2") else "longest"
-    accepted = {"input_ids", "attention_mask"} | (
-        {"token_type_ids"} if model_type == "grounding-dino" else set()
-    )
     writer = _BlockWriter(path, len(indices), np.float32)
     writer.discard()  # never trust a leftover of an interrupted run
     try:
@@ -170,18 +194,9 @@ def extract_referring_pair(
                 disable=not cfg.progress,
                 unit="batch",
             ):
-                images = processor(
-                    images=[record.load_image(i) for i in chosen], return_tensors="pt"
+                images, text = encode_batch(
+                    model_type, processor, tokenizer, record, chosen, length, device
                 )
-                text = tokenizer(
-                    _texts(model_type, [record.expressions[i] for i in chosen]),
-                    padding=padding,
-                    truncation=True,
-                    max_length=length,
-                    return_tensors="pt",
-                )
-                text = {k: v.to(device) for k, v in text.items() if k in accepted}
-                images = {k: v.to(device) for k, v in images.items()}
                 with _autocast(device, cfg.precision):
                     features, scores = candidates(network, model_type, images, text)
                 block = weighted_mean(features, scores).cpu().numpy()
