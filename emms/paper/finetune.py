@@ -43,6 +43,7 @@ __all__ = [
     "check_precision",
     "finetune_rows",
     "write_truth",
+    "run_image_text_finetuning",
 ]
 
 
@@ -211,3 +212,49 @@ def write_truth(rows: list[dict], task: str, out: str | Path) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=list(get_task(task).truth_columns))
     atomic_write_text(Path(out), table.to_csv(index=False, float_format="%.6f"))
     return table
+
+
+def run_image_text_finetuning(
+    cfg: RunConfig, out: str | Path, recipe, *, model_kind, finetune_model
+) -> pd.DataFrame:
+    """The run of an image-text task (VQA, referring): every model checked before any
+    training (weights, a model type with a rule, image processor and tokenizer), each
+    dataset's train split and ``recipe.eval_split`` read once, then
+    ``finetune_model(entry, cfg, recipe, train, dev, seed=, device=)`` per row not cached
+    yet; the truth table written to ``out`` and returned."""
+    from emms.datasets.paper import read_paper_dataset
+    from emms.models.paper_zoo import check_weights
+
+    from .extract import resolve_device
+    from .vqa_extract import load_inputs
+
+    device = resolve_device(cfg.device)
+    check_precision(device, cfg.precision)
+    for name in cfg.models:
+        check_weights(cfg.zoo.models[name], cfg.weights)
+        model_kind(cfg.zoo.models[name], cfg)
+        load_inputs(cfg.zoo.models[name], cfg)
+    splits = {
+        name: {
+            role: read_paper_dataset(
+                name, cfg.data, split=split, **cfg.dataset_options.get(name, {})
+            )
+            for role, split in (("train", "train"), ("dev", recipe.eval_split[name]))
+        }
+        for name in cfg.datasets
+    }
+
+    def finetune_one(dataset: str, name: str, seed: int) -> dict[str, float]:
+        entry, train, dev = cfg.zoo.models[name], splits[dataset]["train"], splits[dataset]["dev"]
+        return finetune_model(entry, cfg, recipe, train, dev, seed=seed, device=device)
+
+    with deterministic(device):
+        rows = finetune_rows(
+            cfg,
+            recipe,
+            recipe.seeds,
+            finetune_one,
+            device=device,
+            settings={"max_length": cfg.max_length, "precision": cfg.precision},
+        )
+    return write_truth(rows, cfg.task, out)

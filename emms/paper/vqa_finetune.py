@@ -43,12 +43,9 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from .config import PaperRunError, RunConfig
 from .finetune import (
     adamw_warmup_linear,
-    check_precision,
-    deterministic,
-    finetune_rows,
     load_finetune_block,
+    run_image_text_finetuning,
     seeded,
-    write_truth,
 )
 
 __all__ = [
@@ -201,47 +198,13 @@ def finetune_vqa_model(
 def run_finetuning(cfg: RunConfig, out: str | Path) -> pd.DataFrame:
     """Fine-tune every (dataset, model, seed) not cached yet; write the truth table
     ``out`` (CSV, the embedded VQA truth table's columns) and return it."""
-    from emms.datasets.paper import read_paper_dataset
-    from emms.models.paper_zoo import check_weights
+    from . import vqa_extract
 
-    from .extract import resolve_device
-    from .vqa_extract import load_inputs, model_kind
-
-    recipe = load_recipe(cfg)
-    device = resolve_device(cfg.device)
-    check_precision(device, cfg.precision)
-    for name in cfg.models:  # pre-flight: weights, model type, processor and tokenizer
-        check_weights(cfg.zoo.models[name], cfg.weights)
-        model_kind(cfg.zoo.models[name], cfg)
-        load_inputs(cfg.zoo.models[name], cfg)
-    splits = {
-        name: {
-            role: read_paper_dataset(
-                name, cfg.data, split=split, **cfg.dataset_options.get(name, {})
-            )
-            for role, split in (("train", "train"), ("dev", recipe.eval_split[name]))
-        }
-        for name in cfg.datasets
-    }
-
-    def finetune_one(dataset: str, name: str, seed: int) -> dict[str, float]:
-        return finetune_vqa_model(
-            cfg.zoo.models[name],
-            cfg,
-            recipe,
-            splits[dataset]["train"],
-            splits[dataset]["dev"],
-            seed=seed,
-            device=device,
-        )
-
-    with deterministic(device):
-        rows = finetune_rows(
-            cfg,
-            recipe,
-            recipe.seeds,
-            finetune_one,
-            device=device,
-            settings={"max_length": cfg.max_length, "precision": cfg.precision},
-        )
-    return write_truth(rows, "vqa", out)
+    return run_image_text_finetuning(
+        cfg,
+        out,
+        load_recipe(cfg),
+        model_kind=vqa_extract.model_kind,
+        # looked up at each call: a patched module attribute is the one that runs
+        finetune_model=lambda *args, **kwargs: finetune_vqa_model(*args, **kwargs),
+    )
