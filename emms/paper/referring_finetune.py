@@ -321,7 +321,7 @@ def finetune_referring_model(
                 scores, boxes = forward(train, chosen, head)
                 target = targets[chosen].to(device)
                 matched = match_candidate(scores, boxes, target, recipe)
-                box = boxes[torch.arange(len(chosen)), matched]
+                box = boxes[torch.arange(len(chosen), device=boxes.device), matched]
                 loss = (
                     F.cross_entropy(scores, matched)
                     + recipe.l1_weight * (box - target).abs().sum(-1).mean()
@@ -343,7 +343,8 @@ def finetune_referring_model(
         every = np.arange(len(dev.expressions))
         for chosen in batches(dev, every, cfg.batch_size, one_image_size=one_size):
             scores, boxes = forward(dev, chosen, head)
-            best = boxes[torch.arange(len(chosen)), scores.argmax(1)].cpu().numpy()
+            rows_here = torch.arange(len(chosen), device=boxes.device)
+            best = boxes[rows_here, scores.argmax(1)].cpu().numpy()
             for row, box in zip(chosen, best, strict=True):
                 predicted[row] = frame(dev, row).to_pixels(box)
     hits = box_iou(predicted, np.asarray(dev.boxes)) >= 0.5
