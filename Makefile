@@ -49,18 +49,19 @@ repro-scratch: setup
 	$(BIN)/python -m emms compare-envelope reports/metrics/*.json
 
 # paper scale (docs/paper-scale.md):
-#   make repro-paper TASK=recognition DATA=/path WEIGHTS=/path [DEVICE=auto] [TRUTH=truth.csv]
+#   make repro-paper TASK=recognition DATA=/path WEIGHTS=/path [DEVICE=cpu|cuda] [TRUTH=truth.csv]
+# (DEVICE unset: the params file's run.device, auto = cuda when torch sees one)
 TASK ?= recognition
-DEVICE ?= auto
+DEVICE ?=
 repro-paper: setup
 	@test -n "$(DATA)" -a -n "$(WEIGHTS)" || { echo "usage: make repro-paper TASK=recognition DATA=/path WEIGHTS=/path [DEVICE=auto] [TRUTH=truth.csv]"; exit 2; }
-	$(BIN)/python -m emms.paper run --task $(TASK) --config params/paper/$(TASK).yaml --data $(DATA) --weights $(WEIGHTS) --device $(DEVICE) --out reports $(if $(TRUTH),--truth $(TRUTH))
+	$(BIN)/python -m emms.paper run --task $(TASK) --config params/paper/$(TASK).yaml --data $(DATA) --weights $(WEIGHTS) $(if $(DEVICE),--device $(DEVICE)) --out reports $(if $(TRUTH),--truth $(TRUTH))
 
 # the truth table of a task without a published one (text QA: SQuAD fine-tuning):
 #   make truth-paper TASK=textqa|vqa|referring DATA=/path WEIGHTS=/path TRUTH=out.csv [DEVICE=auto]
 truth-paper: setup
 	@test -n "$(DATA)" -a -n "$(WEIGHTS)" -a -n "$(TRUTH)" || { echo "usage: make truth-paper TASK=textqa|vqa|referring DATA=/path WEIGHTS=/path TRUTH=out.csv [DEVICE=auto]"; exit 2; }
-	$(BIN)/python -m emms.paper finetune --task $(TASK) --config params/paper/$(TASK).yaml --data $(DATA) --weights $(WEIGHTS) --device $(DEVICE) --out $(TRUTH)
+	$(BIN)/python -m emms.paper finetune --task $(TASK) --config params/paper/$(TASK).yaml --data $(DATA) --weights $(WEIGHTS) $(if $(DEVICE),--device $(DEVICE)) --out $(TRUTH)
 
 # after a deliberate change of results: store the new caches in dvc-remote/ (commit it)
 # The text zoo's checkpoints (about 330 MB: MiniLM and each truncation carry a 30,522-row

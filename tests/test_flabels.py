@@ -142,3 +142,49 @@ def test_texts_longer_than_the_position_table_are_truncated_not_an_index_error(t
     np.testing.assert_allclose(
         encoder.encode([long_text]), encoder.encode([long_text[:16]]), atol=1e-6
     )
+
+
+def test_open_clip_text_encoder_reads_the_local_checkpoint(tmp_path):
+    """The paper's CLIP text tower runs through :class:`OpenCLIPTextEncoder`: here a tiny
+    open_clip architecture (same classes as ViT-g/14, one layer, width 32) with random
+    weights saved the way the hub ships them (``open_clip_model.safetensors``). The
+    encoder's vectors are the checkpoint's ``encode_text``, not a fresh random tower."""
+    import json
+
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    from emms.models.flabels import OpenCLIPTextEncoder
+
+    config = tmp_path / "emms-tiny-clip.json"
+    config.write_text(json.dumps({
+        "embed_dim": 16,
+        "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16,
+                       "head_width": 16},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2,
+                     "layers": 1},
+    }))  # fmt: skip
+    open_clip.add_model_config(config)
+    torch.manual_seed(0)
+    reference = open_clip.create_model("emms-tiny-clip").eval()
+    checkpoint = tmp_path / "open_clip_model.safetensors"
+    save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, checkpoint)
+
+    encoder = OpenCLIPTextEncoder("clip-vit-g-14", "emms-tiny-clip", checkpoint)
+    texts = ["a handwritten seven", "a handwritten two", "seven"]
+    with torch.no_grad():
+        expected = reference.encode_text(open_clip.get_tokenizer("emms-tiny-clip")(texts))
+    vectors = encoder.encode(texts, batch_size=2)
+    assert vectors.shape == (3, 16) and vectors.dtype == np.float32
+    np.testing.assert_allclose(vectors, expected.numpy(), atol=1e-6)
+    assert isinstance(encoder.model.visual, torch.nn.Identity)  # the text tower only
+
+    torch.manual_seed(1)
+    other = open_clip.create_model("emms-tiny-clip")
+    save_file({k: v.contiguous() for k, v in other.state_dict().items()}, checkpoint)
+    changed = OpenCLIPTextEncoder("clip-vit-g-14", "emms-tiny-clip", checkpoint).encode(texts)
+    assert np.abs(changed - vectors).max() > 1e-2
+
+    with pytest.raises(EncoderUnavailable, match="not found at .*missing.bin"):
+        OpenCLIPTextEncoder("clip-vit-g-14", "emms-tiny-clip", tmp_path / "missing.bin")

@@ -212,9 +212,29 @@ def test_features_and_flabels_are_cached_with_sidecars(first_run):
             flabels, meta = load_array(cfg.flabels_path(dataset, encoder))
             assert flabels.shape == (n, 32)
             assert meta["encoder"] == encoder and meta["template"] == "a photo of a {name}"
+            assert meta["device"] == DEVICE  # the encoders run where the features do
             # one embedding per class: samples of a class share it, classes differ
             assert len(np.unique(flabels.round(5), axis=0)) == 3
     assert not list(cfg.cache.rglob("*.partial.npy"))
+
+
+def test_flabel_encoders_on_the_run_device_equal_the_cpu(world, tmp_path):
+    """The paper's F-label encoders (tiny random BERT and GPT-2 here) run on the run's
+    device in float32 and return CPU float32 vectors equal to a CPU pass
+    (``EMMS_TEST_DEVICE=cuda`` makes this a GPU-vs-CPU check)."""
+    import torch
+
+    from emms.paper.labels import build_encoder
+
+    cfg = config_for(world, tmp_path)
+    texts = ["a photo of a airplane", "a photo of a banded texture", "a"]
+    for name in ("bert-large-uncased", "gpt2-medium"):
+        moved = build_encoder(name, cfg, torch.device(DEVICE))
+        assert moved.device.type == torch.device(DEVICE).type
+        vectors = moved.encode(texts, batch_size=2)
+        assert isinstance(vectors, np.ndarray) and vectors.dtype == np.float32
+        cpu = build_encoder(name, cfg, "cpu").encode(texts, batch_size=2)
+        np.testing.assert_allclose(vectors, cpu, atol=1e-4 * max(1.0, np.abs(cpu).max()))
 
 
 @slow
@@ -256,6 +276,14 @@ def test_report_has_a_tau_per_selector_and_dataset(first_run):
     metrics = json.loads((folder / "metrics.json").read_text())
     assert "all/dtd/emms" in metrics["tau"]
     assert metrics["headline"]["published_gain_percent"] == 9.0
+    # the paper's speed-up beside this run's: LogME (F-label) seconds over EMMS seconds
+    assert metrics["headline"]["published_speedup"] == 5.13
+    scores = result.scores.pivot_table(
+        index=["dataset", "model"], columns="selector", values="seconds"
+    )
+    expected = scores["logme_flabel"].sum() / scores["emms"].sum()
+    assert metrics["headline"]["computed_speedup"] == pytest.approx(expected, rel=1e-12)
+    assert f"| {expected:.2f} |" in text and "| 5.13 |" in text
     tau_csv = pd.read_csv(folder / "tau.csv")
     assert len(tau_csv) == len(result.tau)
     assert (folder / "scores.csv").is_file() and (folder / "tau.md").is_file()

@@ -810,8 +810,10 @@ def test_docs_table_is_generated_from_the_registry(tmp_path):
     assert table.count("\n| `") == 24
     for name, spec in PAPER_DATASETS.items():
         assert f"| `{name}` | {spec.task} |" in table
-    docs = (REPO / "docs" / "paper-scale.md").read_text()
-    assert f"{BEGIN}\n{table}{END}" in docs, "run `python -m emms.datasets.paper`"
+    for doc in ("README.md", "docs/paper-scale.md"):
+        assert f"{BEGIN}\n{table}{END}" in (REPO / doc).read_text(), (
+            f"{doc}: run `python -m emms.datasets.paper`"
+        )
     copy = text(tmp_path / "doc.md", f"intro\n{BEGIN}\nstale\n{END}\nend\n")
     assert write_layout_table(copy) is True
     assert copy.read_text() == f"intro\n{BEGIN}\n{table}{END}\nend\n"

@@ -18,6 +18,7 @@ from emms.models.paper_zoo import (
     UnknownModel,
     WeightsMismatch,
     WeightsMissing,
+    check_weights,
     fetch_command,
     load_model,
     load_zoo,
@@ -148,6 +149,9 @@ def test_wrong_architecture_is_named_with_a_key_summary(tmp_path):
     assert "vit_tiny_patch16_224" in message and "another architecture" in message
     assert "missing from the file" in message and "cls_token" in message
     assert "unexpected in the file (122): bn1.bias" in message and "conv1.weight" in message
+    # and the fix: the command that fetches the right weights into that folder
+    assert f"Fix: replace what is in {tmp_path / 'vit'}" in message
+    assert "timm.create_model('vit_tiny_patch16_224', pretrained=True)" in message
 
 
 def test_wrong_head_shape_is_named(tmp_path):
@@ -221,6 +225,8 @@ def test_unknown_identifiers_and_bad_entries(tmp_path):
         load_model(PaperModel(name="x", source="torchvision", identifier="alexnet2"), tmp_path)
     with pytest.raises(UnknownModel, match="open_clip has no architecture 'ViT-zz'"):
         load_model(PaperModel(name="x", source="open_clip", identifier="ViT-zz/none"), tmp_path)
+    with pytest.raises(UnknownModel, match="open_clip has no architecture 'ViT-zz'"):
+        check_weights(PaperModel(name="x", source="open_clip", identifier="ViT-zz/none"), tmp_path)
     with pytest.raises(UnknownModel, match="unknown source 'keras'"):
         PaperModel.from_dict({"name": "x", "source": "keras", "identifier": "y"})
     with pytest.raises(PaperZooError, match="unknown fields"):

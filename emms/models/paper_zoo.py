@@ -29,6 +29,7 @@ The folder of a model is ``<weights root>/<name>`` where the weights root is
 
 from __future__ import annotations
 
+import collections
 import os
 import shlex
 import warnings
@@ -393,6 +394,12 @@ def _load_strict(model: PaperModel, network, path: Path):
             f"{path} does not fit {model.name!r} ({model.source} {model.identifier}); it is "
             f"probably the weights of another architecture. " + "; ".join(parts) + "."
         )
+    if getattr(state, "_metadata", None) is None:
+        # a safetensors file keeps no module versions, and MNASNet's loader refuses a
+        # state without one: the tensors were saved from this architecture (the fetch
+        # command's save_model), so its own versions describe them
+        state = collections.OrderedDict(state)
+        state._metadata = getattr(own, "_metadata", None)
     network.load_state_dict(state, strict=False)  # strict checks done above (tied weights)
     return network.eval()
 
@@ -482,20 +489,29 @@ def load_model(model: PaperModel, root: str | os.PathLike | None = None):
         UnknownModel, WeightsMissing, WeightsMismatch: see the module docstring.
     """
     folder = model_folder(model, root)
-    if model.source == "transformers":
-        return _load_transformers(model, folder)
-    if model.source == "open_clip":
-        return _load_open_clip(model, folder)
-    network = build_architecture(model)  # unknown identifiers fail before a missing file
-    path = folder / (model.weights_file or "model.safetensors")
-    if not path.is_file():
-        raise _missing(model, folder, f"{path} does not exist")
-    return _load_strict(model, network, path)
+    try:
+        if model.source == "transformers":
+            return _load_transformers(model, folder)
+        if model.source == "open_clip":
+            return _load_open_clip(model, folder)
+        network = build_architecture(model)  # unknown identifiers fail before a missing file
+        path = folder / (model.weights_file or "model.safetensors")
+        if not path.is_file():
+            raise _missing(model, folder, f"{path} does not exist")
+        return _load_strict(model, network, path)
+    except WeightsMismatch as error:
+        raise WeightsMismatch(
+            f"{error} Fix: replace what is in {folder} with {model.identifier}'s own weights; "
+            f"on a machine with network: `{fetch_command(model, root)}`."
+        ) from error.__cause__
 
 
 def check_weights(model: PaperModel, root: str | os.PathLike | None = None) -> Path:
     """Check, without building or loading anything, that ``model``'s identifier is known
     to its library and that its weights files are in place (a run's pre-flight check).
+    For transformers models only the files are checked here: whether a hub identifier
+    exists cannot be known offline; the ``model_type`` of the folder's config is checked
+    when the model loads.
 
     Returns:
         The model's folder.
@@ -532,6 +548,11 @@ def check_weights(model: PaperModel, root: str | os.PathLike | None = None) -> P
         if not any((folder / f).is_file() for f in weights):
             raise _missing(model, folder, f"no weights file in {folder}")
     else:
+        import open_clip
+
+        arch, _ = _open_clip_parts(model)
+        if arch not in open_clip.list_models():
+            raise UnknownModel(f"{model.name!r}: open_clip has no architecture {arch!r}.")
         files = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
         if not any((folder / f).is_file() for f in files):
             raise _missing(model, folder, f"no checkpoint in {folder}")

@@ -45,7 +45,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--config", help="zoo + run block (default params/paper/TASK.yaml)")
     run.add_argument("--data", required=True, help="folder holding the datasets' layouts")
     run.add_argument("--weights", required=True, help="weights root: <weights>/<model name>/")
-    run.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda")
+    run.add_argument(
+        "--device", help="auto (cuda if available), cpu, cuda; default: run.device, else auto"
+    )
     run.add_argument("--out", default="reports", help="report folder (default reports)")
     run.add_argument("--cache", default="cache", help="cache root (default cache)")
     run.add_argument("--truth", help="CSV dataset,model,seed,METRIC (tasks without a table)")
@@ -64,7 +66,9 @@ def parser() -> argparse.ArgumentParser:
     tune.add_argument("--data", required=True, help="folder holding the datasets' layouts")
     tune.add_argument("--weights", required=True, help="weights root: <weights>/<model name>/")
     tune.add_argument("--out", required=True, help="the truth CSV to write")
-    tune.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda")
+    tune.add_argument(
+        "--device", help="auto (cuda if available), cpu, cuda; default: run.device, else auto"
+    )
     tune.add_argument("--cache", default="cache", help="cache root (finished fine-tunes)")
     tune.add_argument("--datasets", help="comma-separated subset of the datasets")
     tune.add_argument("--models", help="comma-separated subset of the zoo")

@@ -63,7 +63,7 @@ TASK_LABEL_FORMAT = {
 _RUN_KEYS = {
     "datasets", "dataset_options", "max_samples", "sample_seed", "encoders", "encoder_dirs",
     "template", "precision", "batch_size", "num_workers", "image_size", "max_length",
-    "selectors", "n_boot",
+    "selectors", "n_boot", "device",
 }  # fmt: skip
 
 
@@ -148,7 +148,7 @@ def load_run_config(
     *,
     out: str | os.PathLike = "reports",
     cache: str | os.PathLike = "cache",
-    device: str = "auto",
+    device: str | None = None,
     truth: str | os.PathLike | None = None,
     datasets: list[str] | None = None,
     models: list[str] | None = None,
@@ -201,6 +201,7 @@ def load_run_config(
     precision = block.get("precision", "bfloat16")
     if precision not in ("float16", "bfloat16", "float32"):
         raise PaperRunError(f"{path}: precision {precision!r} is not float16/bfloat16/float32.")
+    device = str(device or block.get("device") or "auto")  # --device, else run.device
     if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
         raise PaperRunError(f"device {device!r} is not auto, cpu or cuda[:N].")
     return RunConfig(

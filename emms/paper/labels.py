@@ -69,15 +69,19 @@ def check_encoder(name: str, cfg: RunConfig) -> Path | None:
     return folder
 
 
-def build_encoder(name: str, cfg: RunConfig) -> TextEncoder:
+def build_encoder(name: str, cfg: RunConfig, device="cpu") -> TextEncoder:
+    """The encoder ``name`` from its local folder, on ``device`` (float32 there: see
+    :class:`emms.models.flabels.TextEncoder`)."""
     folder = check_encoder(name, cfg)
     description = ENCODERS[name][0]
     if folder is None:
-        return load_encoder(name)
-    if name in _OPEN_CLIP:
+        encoder = load_encoder(name)
+    elif name in _OPEN_CLIP:
         checkpoint = next(folder / f for f in _CLIP_FILES if (folder / f).is_file())
-        return OpenCLIPTextEncoder(name, _OPEN_CLIP[name], checkpoint, description=description)
-    return TransformerTextEncoder(name, folder, description=description)
+        encoder = OpenCLIPTextEncoder(name, _OPEN_CLIP[name], checkpoint, description=description)
+    else:
+        encoder = TransformerTextEncoder(name, folder, description=description)
+    return encoder.to(device)
 
 
 def encoder_recipe(name: str, cfg: RunConfig) -> str:
@@ -131,9 +135,16 @@ def label_texts(record, indices: np.ndarray, cfg: RunConfig) -> list[str]:
 
 
 def write_flabels(
-    dataset: str, record, indices: np.ndarray, cfg: RunConfig, computed: list, reused: list
+    dataset: str,
+    record,
+    indices: np.ndarray,
+    cfg: RunConfig,
+    computed: list,
+    reused: list,
+    device="cpu",
 ) -> None:
-    """Embed the labels of ``dataset`` with every encoder not cached yet."""
+    """Embed the labels of ``dataset`` with every encoder not cached yet, on ``device``
+    (recorded in the sidecar; a cache made on another device is reused as it is)."""
     texts = None
     for name in cfg.encoders:
         path = cfg.flabels_path(dataset, name)
@@ -150,7 +161,14 @@ def write_flabels(
             reused.append(("flabels", dataset, name))
             continue
         texts = texts if texts is not None else label_texts(record, indices, cfg)
-        encoder = build_encoder(name, cfg)
+        encoder = build_encoder(name, cfg, device)
         array = embed_texts(encoder, texts, progress=cfg.progress)
-        save_array(path, array.astype(np.float32), **expect, description=encoder.description)
+        save_array(
+            path,
+            array.astype(np.float32),
+            **expect,
+            device=str(device),
+            description=encoder.description,
+        )
+        del encoder  # the next encoder's weights take its place on the device
         computed.append(("flabels", dataset, name))

@@ -57,20 +57,43 @@ def tau_tables(tau: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return out
 
 
-def _headline(cfg: RunConfig, tau: pd.DataFrame) -> dict[str, Any]:
+def _speedup(scores: pd.DataFrame) -> float | None:
+    """Seconds of LogME (F-label) over seconds of EMMS, summed over the (dataset, model)
+    calls both scored (one timed call each: a single run's wall-clock, not a median)."""
+    if "seconds" not in scores or not {"emms", "logme_flabel"} <= set(scores["selector"]):
+        return None
+    seconds = scores.pivot_table(
+        index=["dataset", "model"], columns="selector", values="seconds", aggfunc="sum"
+    )[["emms", "logme_flabel"]].dropna()
+    if not len(seconds) or seconds["emms"].sum() <= 0:
+        return None
+    return float(seconds["logme_flabel"].sum() / seconds["emms"].sum())
+
+
+def _headline(cfg: RunConfig, tau: pd.DataFrame, scores: pd.DataFrame) -> dict[str, Any]:
     means = tau.groupby("selector")["weighted_tau"].mean()
     computed = None
     if "emms" in means and "logme_flabel" in means:
         gain = relative_gain(means["emms"], means["logme_flabel"])
         computed = float(100 * gain) if np.isfinite(gain) else None
-    published = None
+    published = published_speedup = None
     path = _REPO / "data" / "reference" / "headline.csv"
     row = get_task(cfg.task).headline_task
     if path.is_file():
         table = pd.read_csv(path).set_index("task")
         if row in table.index:
             published = float(table.loc[row, "gain_over_logme_flabel_percent"])
-    return {"computed_gain_percent": computed, "published_gain_percent": published}
+            published_speedup = float(table.loc[row, "speedup_over_logme_flabel"])
+    return {
+        "computed_gain_percent": computed,
+        "published_gain_percent": published,
+        "computed_speedup": _speedup(scores),
+        "published_speedup": published_speedup,
+    }
+
+
+def _or_na(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else spec.format(value)
 
 
 def write_report(
@@ -92,7 +115,7 @@ def write_report(
         for group, table in tables.items()
     )
     atomic_write_text(folder / "tau.md", tau_md)
-    headline = _headline(cfg, tau)
+    headline = _headline(cfg, tau, scores)
     metrics = {
         "task": cfg.task,
         "truth_source": truth_source,
@@ -155,6 +178,19 @@ def write_report(
         "(n/a for the computed gain: EMMS or LogME (F-label) was not scored, or LogME "
         "(F-label)'s mean tau is not above 0, where a relative gain means nothing: "
         "`emms.evaluation.relative_gain`.)\n",
+        "Speed-up of EMMS over LogME (F-label) in wall-clock:",
+        "",
+        "| source | speed-up (x) |",
+        "| --- | --- |",
+        "| published (Meng et al., 2023, abstract; data/reference/headline.csv) | "
+        + _or_na(headline["published_speedup"], "{:.2f}")
+        + " |",
+        "| computed by this run (sum over the scored calls, one timed call each) | "
+        + _or_na(headline["computed_speedup"], "{:.2f}")
+        + " |",
+        "",
+        f"(This run's seconds are one call per (dataset, model) on `{run_info['device']}`"
+        " scoring on the CPU, not medians over repeats; `scores.csv` has each call's time.)\n",
         f"Fine-tuned performance used as truth ({truth_label}):",
         "",
         _markdown(published.reset_index().round(3)),

@@ -314,7 +314,7 @@ def run(cfg: RunConfig) -> RunResult:
         computed += [("features", d, model) for d in pending]
         del network
     for dataset, record in records.items():
-        labels.write_flabels(dataset, record, indices[dataset], cfg, computed, reused)
+        labels.write_flabels(dataset, record, indices[dataset], cfg, computed, reused, device)
     frames = []
     for dataset, record in records.items():
         labels_here = _class_labels(cfg, record, indices[dataset])

@@ -1,9 +1,9 @@
-"""``python -m emms.datasets.paper [FILE]``: rewrite FILE's dataset table (default
-docs/paper-scale.md) from :data:`PAPER_DATASETS`."""
+"""``python -m emms.datasets.paper [FILE ...]``: rewrite each FILE's dataset table
+(default: README.md and docs/paper-scale.md) from :data:`PAPER_DATASETS`."""
 
 import sys
 
 from .registry import write_layout_table
 
-path = sys.argv[1] if len(sys.argv) > 1 else "docs/paper-scale.md"
-print(f"{path}: {'updated' if write_layout_table(path) else 'up to date'}")
+for path in sys.argv[1:] or ["README.md", "docs/paper-scale.md"]:
+    print(f"{path}: {'updated' if write_layout_table(path) else 'up to date'}")
