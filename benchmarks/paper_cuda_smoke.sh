@@ -28,4 +28,6 @@ python3 -m pytest -q -p no:cacheprovider --durations=12 \
   tests/test_paper_pipeline.py tests/test_paper_captioning.py tests/test_paper_vqa.py \
   tests/test_paper_referring.py tests/test_paper_textqa.py \
   tests/test_paper_textqa_finetune.py tests/test_paper_vqa_finetune.py \
-  tests/test_paper_referring_finetune.py 2>&1 | tee "$out/paper_cuda_smoke.log"
+  tests/test_paper_referring_finetune.py tests/test_paper_recognition_families.py \
+  tests/test_paper_textqa_families.py tests/test_paper_captioning_families.py \
+  2>&1 | tee "$out/paper_cuda_smoke.log"

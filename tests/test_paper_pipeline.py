@@ -302,6 +302,21 @@ def test_second_run_recomputes_nothing(first_run):
 
 
 @slow
+def test_dataloader_workers_give_the_same_features(first_run, world, tmp_path):
+    """The shipped recognition config reads images in 8 worker processes: the readers'
+    records (CIFAR's in-memory arrays, DTD's files) must travel to workers and come back
+    in order, giving the features of the in-process run."""
+    reference, _ = first_run
+    cfg = config_for(world, tmp_path, models=["tv_resnet18"], overrides={**FAST, "num_workers": 2})
+    assert cfg.num_workers == 2
+    run(cfg)
+    for dataset in ("cifar10", "dtd"):
+        ours, _ = load_array(cfg.features_path(dataset, "tv_resnet18"))
+        theirs, _ = load_array(reference.features_path(dataset, "tv_resnet18"))
+        np.testing.assert_array_equal(ours, theirs)
+
+
+@slow
 def test_interrupted_run_resumes_with_identical_features(first_run, world, tmp_path, monkeypatch):
     reference, _ = first_run
     cfg = config_for(world, tmp_path, "cache2", overrides=FAST)

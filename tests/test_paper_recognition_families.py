@@ -16,6 +16,7 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import save_model
+from test_paper_pipeline import DEVICE  # EMMS_TEST_DEVICE=cuda: the same tests on a GPU
 
 from emms.models.paper_zoo import load_model, load_zoo
 from emms.paper.config import RunConfig
@@ -81,6 +82,8 @@ def test_family_loads_and_its_features_are_the_classifier_input(name, tmp_path):
     )
     side = 299 if name == "inception_v3" else 224
     assert images.shape == (2, 3, side, side), description
+    network, images = network.to(DEVICE), images.to(DEVICE)
+    close = {"atol": 1e-5} if DEVICE == "cpu" else {"atol": 1e-3, "rtol": 1e-3}
     forward = feature_forward(network, entry)
     with torch.no_grad():
         features, logits = forward(images)
@@ -89,17 +92,17 @@ def test_family_loads_and_its_features_are_the_classifier_input(name, tmp_path):
             # probabilities, so LEEP/NCE are not scored for it
             assert logits is None
             tokens = network.forward_features(images)
-            np.testing.assert_allclose(features.numpy(), tokens[:, 0].numpy(), atol=1e-6)
+            np.testing.assert_allclose(features.cpu(), tokens[:, 0].cpu(), **close)
             assert features.shape == (2, network.num_features)
             return
         head = network.get_classifier() if entry.source == "timm" else _final_linear(network, entry)
         assert isinstance(head, torch.nn.Linear)
         assert features.shape == (2, head.in_features) and logits.shape == (2, 1000)
-        np.testing.assert_allclose(head(features).numpy(), logits.numpy(), atol=1e-5)
+        np.testing.assert_allclose(head(features).cpu(), logits.cpu(), **close)
         # the logits are the network's own output: nothing after the final Linear
         output = network(images)
         output = getattr(output, "logits", output)
-        np.testing.assert_allclose(output.numpy(), logits.numpy(), atol=1e-5)
+        np.testing.assert_allclose(output.cpu(), logits.cpu(), **close)
 
 
 def test_transformers_pvt_features_are_the_classifier_input(tmp_path):

@@ -172,6 +172,14 @@ def extract_text_pair(
                 context = torch.tensor(
                     [[s == 1 for s in encoded.sequence_ids(b)] for b in range(len(chosen))]
                 )
+                empty = [chosen[b] for b in range(len(chosen)) if not context[b].any()]
+                if empty:  # the mean over no token would be a silent row of zeros
+                    raise PaperRunError(
+                        f"{record.dataset}/{record.split} question {record.ids[empty[0]]!r}: "
+                        f"{tokenizer.name_or_path} gives its context no token (is the "
+                        "tokenizer's vocabulary in the model folder?); check the tokenizer "
+                        "files."
+                    )
                 inputs = {k: v.to(device) for k, v in encoded.items() if k in accepted}
                 with _autocast(device, cfg.precision):
                     hidden = network(**inputs).last_hidden_state
