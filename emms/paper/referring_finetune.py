@@ -257,17 +257,14 @@ def finetune_referring_model(
     import torch.nn.functional as F
     from tqdm.auto import tqdm
 
-    from emms.models.paper_zoo import load_model
-
     from .extract import _autocast
     from .referring_extract import batches, candidates, encode_batch, model_kind
-    from .vqa_extract import load_inputs, text_length
+    from .vqa_extract import load_image_text_model
 
-    model_type = model_kind(entry, cfg)
-    processor, tokenizer = load_inputs(entry, cfg)
+    model = load_image_text_model(entry, cfg, device, model_kind)
+    model_type, processor, tokenizer = model.model_type, model.processor, model.tokenizer
+    network, length = model.network, model.length
     settings = processor.to_dict()
-    network = load_model(entry, cfg.weights).to(device)
-    length = text_length(network, tokenizer, cfg.max_length)
     one_size = model_type == "grounding-dino"
 
     def frame(record, i):

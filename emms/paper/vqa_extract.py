@@ -30,7 +30,7 @@ Streaming and resume are those of :mod:`emms.paper.extract`.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -47,6 +47,8 @@ __all__ = [
     "checked_model_type",
     "model_kind",
     "load_inputs",
+    "ImageTextModel",
+    "load_image_text_model",
     "image_text_recipe",
     "vqa_recipe",
     "text_length",
@@ -106,6 +108,30 @@ def load_inputs(entry, cfg: RunConfig):
             f"model {entry.name!r}: the image processor or tokenizer in {folder} cannot be "
             f"read ({type(error).__name__}: {str(error).splitlines()[0]})."
         ) from error
+
+
+@dataclass
+class ImageTextModel:
+    """An image-text zoo model ready to run: its rule's model type, input processors, the
+    network on its device and the text length it takes."""
+
+    model_type: str
+    processor: Any
+    tokenizer: Any
+    network: Any
+    length: int
+
+
+def load_image_text_model(entry, cfg: RunConfig, device, kind=None) -> ImageTextModel:
+    """Load ``entry`` for a task's rule: ``kind`` is the rule module's ``model_kind``
+    (default VQA's), which checks the folder's model type has a rule."""
+    from emms.models.paper_zoo import load_model
+
+    model_type = (kind or model_kind)(entry, cfg)
+    processor, tokenizer = load_inputs(entry, cfg)
+    network = load_model(entry, cfg.weights).to(device)
+    length = text_length(network, tokenizer, cfg.max_length)
+    return ImageTextModel(model_type, processor, tokenizer, network, length)
 
 
 def image_text_recipe(entry, rule: str, kind: str, processor, tokenizer, cfg: RunConfig) -> str:

@@ -135,26 +135,23 @@ def finetune_vqa_model(
     import torch.nn.functional as F
     from tqdm.auto import tqdm
 
-    from emms.models.paper_zoo import load_model
-
     from .extract import _autocast
-    from .vqa_extract import encode_batch, joint_features, load_inputs, model_kind, text_length
+    from .vqa_extract import encode_batch, joint_features, load_image_text_model
 
-    model_type = model_kind(entry, cfg)
-    processor, tokenizer = load_inputs(entry, cfg)
+    model = load_image_text_model(entry, cfg, device)
+    network = model.network
     answers = answer_vocabulary(train.answers, recipe.max_answers)
     index = {a: i for i, a in enumerate(answers)}
     rows = [i for i, a in enumerate(train.answers) if _normalise(a) in index]
     targets = torch.tensor([index[_normalise(train.answers[i])] for i in rows])
-    network = load_model(entry, cfg.weights).to(device)
-    length = text_length(network, tokenizer, cfg.max_length)
 
     def features(record, chosen):
         images, text = encode_batch(
-            model_type, processor, tokenizer, record, chosen, length, device
-        )
+            model.model_type, model.processor, model.tokenizer, record, chosen, model.length,
+            device,
+        )  # fmt: skip
         with _autocast(device, cfg.precision):
-            return joint_features(network, model_type, images, text).float()
+            return joint_features(network, model.model_type, images, text).float()
 
     with seeded(seed, device):
         with torch.no_grad():
