@@ -6,7 +6,8 @@ mobilenet_v2, timm resnet18 and vit_tiny_patch16_224 at 32 px), randomly initial
 and saved as local ``model.safetensors``; F-label encoders of the real classes (BERT,
 GPT-2) with tiny random configs and real tokenizer files; truth in the published-table
 format. Everything runs on the CPU in float32; ``EMMS_TEST_DEVICE=cuda`` runs the same
-tests on a GPU (features in float16 autocast there, as a paper-scale run would).
+tests on a GPU (features in bfloat16 autocast there, the paper-scale default; F-labels
+in float32).
 """
 
 from __future__ import annotations
@@ -287,6 +288,11 @@ def test_report_has_a_tau_per_selector_and_dataset(first_run):
     tau_csv = pd.read_csv(folder / "tau.csv")
     assert len(tau_csv) == len(result.tau)
     assert (folder / "scores.csv").is_file() and (folder / "tau.md").is_file()
+    # the embedded reports' figures, drawn from this run's tau and scores
+    for figure in ("weighted_tau", "scores_vs_truth"):
+        assert f"](recognition-paper/{figure}.svg)" in text
+        for suffix in ("png", "svg"):
+            assert (folder / f"{figure}.{suffix}").stat().st_size > 1000
 
 
 @slow

@@ -1,5 +1,7 @@
 """The report of a paper-scale run: ``OUT/TASK-paper.md`` and, under ``OUT/TASK-paper/``,
-``scores.csv``, ``tau.csv``, ``tau.md`` and ``metrics.json``. Every computed figure is
+``scores.csv``, ``tau.csv``, ``tau.md``, ``metrics.json`` and the figures of the embedded
+reports drawn by the same code (:mod:`emms.reports.plotting`: weighted tau per selector
+with its bootstrap interval, scores against the truth), as PNG and SVG. Every computed figure is
 labelled as computed by this run; the paper's figures (``data/reference``) are shown
 beside them and labelled as published."""
 
@@ -90,6 +92,60 @@ def _headline(cfg: RunConfig, tau: pd.DataFrame, scores: pd.DataFrame) -> dict[s
         "computed_speedup": _speedup(scores),
         "published_speedup": published_speedup,
     }
+
+
+#: the selectors drawn against the truth: the paper's method and its headline baseline
+SCATTER_SELECTORS = ("emms", "logme_flabel")
+
+
+def write_figures(cfg: RunConfig, scores: pd.DataFrame, tau: pd.DataFrame, truth) -> list[str]:
+    """``weighted_tau`` and ``scores_vs_truth`` (PNG + SVG) in the report folder; returns
+    the Markdown lines that show them (paths relative to the report)."""
+    import matplotlib.pyplot as plt
+
+    from emms.reports.plotting import plot_scores_vs_truth, plot_tau, save_figure
+
+    folder = cfg.report_dir()
+    several = tau["group"].nunique() > 1  # recognition: CNNs and ViTs ranked apart
+    where = (tau["group"] + "/" + tau["dataset"]) if several else tau["dataset"]
+    evaluation = pd.DataFrame({
+        "metric": "weighted_tau",
+        "label": [SELECTORS[s].label for s in tau["selector"]],
+        "dataset": where,
+        "value": tau["weighted_tau"],
+        "low": tau["low"].fillna(tau["weighted_tau"]),
+        "high": tau["high"].fillna(tau["weighted_tau"]),
+    }).dropna(subset=["value"])  # fmt: skip
+    lines = ["## Figures (computed by this run)", ""]
+    if len(evaluation):
+        figure = plot_tau(evaluation)
+        save_figure(figure, folder, "weighted_tau")
+        plt.close(figure)
+        lines += [
+            "Weighted tau per selector and dataset; bars: the 95 % bootstrap interval over the "
+            "zoo (none drawn for groups under 5 models).",
+            "",
+            f"![weighted tau]({folder.name}/weighted_tau.svg)",
+            "",
+        ]
+    shown = [s for s in SCATTER_SELECTORS if s in set(scores["selector"])]
+    points = scores[scores["selector"].isin(shown)].dropna(subset=["score"])
+    if len(points):
+        points = points.assign(method=points["selector"],
+                               label=[SELECTORS[s].label for s in points["selector"]])  # fmt: skip
+        summary = truth.rename(columns={"truth": "mean"}).assign(std=0.0)
+        methods = [s for s in shown if s in set(points["method"])]
+        figure = plot_scores_vs_truth(points, summary, methods, truth_label="truth")
+        save_figure(figure, folder, "scores_vs_truth")
+        plt.close(figure)
+        lines += [
+            "Each model's score against its truth (the table's value, the mean over seeds "
+            "for a fine-tuned table): a good selector orders the points like the truth.",
+            "",
+            f"![scores against the truth]({folder.name}/scores_vs_truth.svg)",
+            "",
+        ]
+    return lines
 
 
 def _or_na(value: float | None, spec: str) -> str:
@@ -191,10 +247,12 @@ def write_report(
         "",
         f"(This run's seconds are one call per (dataset, model) on `{run_info['device']}`"
         " scoring on the CPU, not medians over repeats; `scores.csv` has each call's time.)\n",
+        *write_figures(cfg, scores, tau, truth),
         f"Fine-tuned performance used as truth ({truth_label}):",
         "",
         _markdown(published.reset_index().round(3)),
-        "Files: `scores.csv` (every score and its time), `tau.csv`, `tau.md`, `metrics.json`.",
+        "Files: `scores.csv` (every score and its time), `tau.csv`, `tau.md`, `metrics.json`, "
+        "the figures as PNG and SVG.",
         "",
     ]
     report = cfg.out / f"{cfg.task}-paper.md"
