@@ -179,13 +179,36 @@ def test_pair_folders_hold_what_the_features_need(world):
     assert not list((world["root"] / "weights").glob(".*partial"))
 
 
+def decoder_means_one_at_a_time(folder: Path, record) -> np.ndarray:
+    """(N_TRAIN, width): per training image, unpadded, the pair's last decoder hidden
+    states averaged over its first caption, decoder input = start token + the caption's
+    ids without the last (the runner's rule, computed without its batching)."""
+    import torch
+    from transformers import AutoImageProcessor, AutoTokenizer, VisionEncoderDecoderModel
+
+    model = VisionEncoderDecoderModel.from_pretrained(folder, local_files_only=True).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    processor = AutoImageProcessor.from_pretrained(folder)
+    start = torch.tensor([[model.config.decoder_start_token_id]])
+    rows = []
+    for i in range(N_TRAIN):
+        pixels = processor(images=record.load_image(i), return_tensors="pt")["pixel_values"]
+        ids = tokenizer(record.captions[i][0], return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            out = model(
+                pixel_values=pixels,
+                decoder_input_ids=torch.cat([start, ids[:, :-1]], 1),
+                output_hidden_states=True,
+            )
+        rows.append(out.decoder_hidden_states[-1][0].mean(0).numpy())
+    return np.stack(rows)
+
+
 @slow
 def test_features_are_the_decoder_mean_over_each_caption(first_run, world):
     """Independent of the runner's batching and padding: one image at a time, the caption
     unpadded, decoder input = [CLS] + its ids without the last, the plain mean over every
     position of the last decoder hidden states."""
-    import torch
-    from transformers import AutoImageProcessor, AutoTokenizer, VisionEncoderDecoderModel
 
     from emms.datasets.paper import read_paper_dataset
 
@@ -196,22 +219,8 @@ def test_features_are_the_decoder_mean_over_each_caption(first_run, world):
     for name in PAIRS:
         features, meta = load_array(cfg.features_path("flickr8k", name))
         assert features.shape == (N_TRAIN, WIDTH) and meta["model"] == name
-        folder = world["root"] / "weights" / name
-        model = VisionEncoderDecoderModel.from_pretrained(folder, local_files_only=True).eval()
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        processor = AutoImageProcessor.from_pretrained(folder)
-        for i in range(N_TRAIN):
-            pixels = processor(images=record.load_image(i), return_tensors="pt")["pixel_values"]
-            ids = tokenizer(record.captions[i][0], return_tensors="pt")["input_ids"]
-            start = torch.tensor([[model.config.decoder_start_token_id]])
-            with torch.no_grad():
-                out = model(
-                    pixel_values=pixels,
-                    decoder_input_ids=torch.cat([start, ids[:, :-1]], 1),
-                    output_hidden_states=True,
-                )
-            expected = out.decoder_hidden_states[-1][0].mean(0).numpy()
-            np.testing.assert_allclose(features[i], expected, **tolerance)
+        expected = decoder_means_one_at_a_time(world["root"] / "weights" / name, record)
+        np.testing.assert_allclose(features, expected, **tolerance)
     # the image reaches the features: one decoder with two encoders gives two feature
     # sets (close, as the new cross-attention starts small: 2e-4 here, float32 noise 1e-7)
     a, _ = load_array(cfg.features_path("flickr8k", "vit_bert"))
